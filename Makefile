@@ -1,0 +1,36 @@
+# Every target bootstraps .venv from pyproject.toml by itself: a fresh clone needs nothing else.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SHARED_TFDS := $(abspath ../shared/tfds)
+export TFDS_DATA_DIR ?= $(if $(wildcard $(SHARED_TFDS)),$(SHARED_TFDS),$(HOME)/tensorflow_datasets)
+export JAX_PLATFORMS ?= cpu
+
+.PHONY: venv test test-slow bench run lint clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" -p no:cacheprovider --doctest-modules tests pruning_jax README.md
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow -p no:cacheprovider tests
+
+bench: $(STAMP)
+	$(PY) -m experiments.bench.thresholds
+
+run: $(STAMP)
+	$(PY) -m experiments.quickstart
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check pruning_jax experiments tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

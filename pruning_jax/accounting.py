@@ -1,0 +1,238 @@
+"""Parameter, non-zero and FLOP accounting.
+
+FLOPs are counted from the model's own computation: :func:`count_flops` traces
+``apply_fn(params, *inputs)`` to a jaxpr and evaluates it once, equation by equation, counting
+every ``conv_general_dilated`` and ``dot_general``. The evaluation is concrete, so the weight
+operand's actual non-zeros are known however the mask was applied (pre-masked params, a
+Pruner's ``apply``, a structured shrink), and each weight is traced back to its param leaf.
+
+Conventions: a MAC is one multiply-accumulate; FLOPs = 2 x MACs. Dense MACs of a conv are
+``prod(output shape) * prod(kernel spatial) * kernel input features`` (so grouped and depthwise
+convs are right); of a ``dot_general`` ``prod(output shape) * prod(contracted dims)``. Effective
+MACs skip zero weights: ``nnz(kernel) * N * prod(output spatial)`` for a conv and
+``nnz(weight) * prod(free dims of the other operand)`` for a dot (the ShrinkBench convention,
+border effects of padding ignored). Bias adds, activations, norms and pooling are not counted.
+Pass a batch of 1 for per-example figures.
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> def mlp(p, x): return jax.nn.relu(x @ p["w1"]) @ p["w2"]
+  >>> p = {"w1": jnp.ones((4, 8)).at[0].set(0.), "w2": jnp.ones((8, 2))}
+  >>> r = count_flops(mlp, p, jax.ShapeDtypeStruct((1, 4), jnp.float32))
+  >>> r.macs, r.effective_macs, [l.path for l in r.layers]
+  (48, 40, ['w1', 'w2'])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend import core as jcore
+
+from pruning_jax.masks import apply_masks
+from pruning_jax.tree import PyTree, is_array, leaves_with_paths, path_str
+
+_COUNTED = ("conv_general_dilated", "dot_general")
+
+
+class LayerFlops(NamedTuple):
+  path: str | None  # slash path of the weight's param leaf ("a+b" if several; None: not a param)
+  primitive: str  # "conv_general_dilated" or "dot_general"
+  macs: int  # dense multiply-accumulates
+  effective_macs: int  # with zero weights skipped
+
+
+class FlopReport(NamedTuple):
+  layers: list[LayerFlops]
+  macs: int
+  effective_macs: int
+  uncounted: list[str]  # control-flow primitives whose bodies were not inspected
+
+  @property
+  def flops(self) -> int:
+    return 2 * self.macs
+
+  @property
+  def effective_flops(self) -> int:
+    return 2 * self.effective_macs
+
+  @property
+  def speedup(self) -> float:
+    """ShrinkBench's theoretical speedup: dense / effective MACs."""
+    return self.macs / self.effective_macs if self.effective_macs else math.inf
+
+
+class _Val(NamedTuple):
+  value: Any
+  origin: frozenset  # param leaf indices this value is computed from
+  from_input: bool  # depends on the model inputs (an activation, not a weight)
+
+
+def _sub_jaxpr(eqn) -> jcore.ClosedJaxpr | None:
+  """The callee of call-like primitives (jit, custom_jvp/vjp, checkpoint, closed_call)."""
+  for v in eqn.params.values():
+    j = v if isinstance(v, jcore.ClosedJaxpr) else None
+    if isinstance(v, jcore.Jaxpr):
+      j = jcore.ClosedJaxpr(v, ())
+    if j is not None and len(j.jaxpr.invars) == len(eqn.invars):
+      return j
+  return None
+
+
+def _has_jaxpr(eqn) -> bool:
+  def is_j(v):
+    if isinstance(v, (jcore.ClosedJaxpr, jcore.Jaxpr)):
+      return True
+    return isinstance(v, (tuple, list)) and any(is_j(x) for x in v)
+
+  return any(is_j(v) for v in eqn.params.values())
+
+
+def _macs(eqn, ins: list[_Val], out: Any) -> tuple[int, int, _Val | None]:
+  """(dense MACs, effective MACs, the weight operand) of a counted equation."""
+  lhs, rhs = ins
+  out_size = int(np.prod(out.shape, dtype=np.int64))
+  if eqn.primitive.name == "conv_general_dilated":
+    dn = eqn.params["dimension_numbers"]
+    k_shape = rhs.value.shape
+    per_out = int(np.prod([k_shape[i] for i in dn.rhs_spec[2:]], dtype=np.int64)) * k_shape[dn.rhs_spec[1]]
+    dense = out_size * per_out
+    if rhs.from_input:
+      return dense, dense, None
+    positions = out_size // out.shape[dn.out_spec[1]]
+    return dense, int(jnp.count_nonzero(rhs.value)) * positions, rhs
+  (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+  dense = out_size * int(np.prod([lhs.value.shape[i] for i in lc], dtype=np.int64))
+  for w, other, (oc, ob) in ((rhs, lhs, (lc, lb)), (lhs, rhs, (rc, rb))):
+    if not w.from_input:
+      free = [d for i, d in enumerate(other.value.shape) if i not in oc and i not in ob]
+      return dense, int(jnp.count_nonzero(w.value)) * int(np.prod(free, dtype=np.int64)), w
+  return dense, dense, None
+
+
+def _eval(jaxpr: jcore.Jaxpr, consts, args: list[_Val], names: list[str], acc: dict) -> list[_Val]:
+  env: dict = {}
+
+  def read(v):
+    if isinstance(v, jcore.Literal):
+      return _Val(v.val, frozenset(), False)
+    return env[v]
+
+  for v, c in zip(jaxpr.constvars, consts, strict=True):
+    env[v] = _Val(c, frozenset(), False)
+  for v, a in zip(jaxpr.invars, args, strict=True):
+    env[v] = a
+  for eqn in jaxpr.eqns:
+    ins = [read(v) for v in eqn.invars]
+    origin = frozenset().union(*(i.origin for i in ins))
+    from_input = any(i.from_input for i in ins)
+    sub = _sub_jaxpr(eqn)
+    if sub is not None:
+      outs = _eval(sub.jaxpr, sub.consts, ins, names, acc)
+    else:
+      if _has_jaxpr(eqn):
+        acc["uncounted"].append(eqn.primitive.name)
+      res = eqn.primitive.bind(*[i.value for i in ins], **eqn.params)
+      res = res if eqn.primitive.multiple_results else [res]
+      outs = [_Val(r, origin, from_input) for r in res]
+      if eqn.primitive.name in _COUNTED:
+        dense, eff, w = _macs(eqn, ins, res[0])
+        path = "+".join(names[i] for i in sorted(w.origin)) if w is not None and w.origin else None
+        acc["layers"].append(LayerFlops(path, eqn.primitive.name, dense, eff))
+    for v, o in zip(eqn.outvars, outs, strict=True):
+      env[v] = o
+  return [read(v) for v in jaxpr.outvars]
+
+
+def _concrete(x):
+  return jnp.zeros(x.shape, x.dtype) if isinstance(x, jax.ShapeDtypeStruct) else jnp.asarray(x)
+
+
+def count_flops(
+  apply_fn: Callable[..., Any], params: PyTree, *inputs: Any, masks: PyTree | None = None
+) -> FlopReport:
+  """Dense and effective (zero weights skipped) MACs of every conv and dense layer.
+
+  Args:
+    apply_fn: ``(params, *inputs) -> outputs``, e.g.
+      ``lambda p, x: model.apply({"params": p}, x)``.
+    params: concrete parameters.
+    *inputs: example inputs, arrays or ``jax.ShapeDtypeStruct`` (the batch size counts).
+    masks: optional masks, applied to ``params`` first.
+
+  Returns:
+    A :class:`FlopReport`; ``layers`` are in execution order.
+  """
+  if masks is not None:
+    params = apply_masks(params, masks)
+  inputs = tuple(jax.tree.map(_concrete, x) for x in inputs)
+  p_leaves, p_def = jax.tree_util.tree_flatten(params)
+  names = [path_str(p) for p, _ in leaves_with_paths(params)]
+  arrays = [i for i, leaf in enumerate(p_leaves) if is_array(leaf)]
+
+  def flat_fn(param_arrays, *xs):
+    leaves = list(p_leaves)
+    for i, a in zip(arrays, param_arrays, strict=True):
+      leaves[i] = a
+    return apply_fn(jax.tree_util.tree_unflatten(p_def, leaves), *xs)
+
+  param_arrays = [jnp.asarray(p_leaves[i]) for i in arrays]
+  closed = jax.make_jaxpr(flat_fn)(param_arrays, *inputs)
+  args = [_Val(a, frozenset([i]), False) for i, a in zip(arrays, param_arrays, strict=True)]
+  args += [_Val(x, frozenset(), True) for x in jax.tree.leaves(inputs)]
+  acc: dict = {"layers": [], "uncounted": []}
+  _eval(closed.jaxpr, closed.consts, args, names, acc)
+  layers = acc["layers"]
+  return FlopReport(
+    layers,
+    sum(layer.macs for layer in layers),
+    sum(layer.effective_macs for layer in layers),
+    sorted(set(acc["uncounted"])),
+  )
+
+
+def param_use_order(apply_fn: Callable[..., Any], params: PyTree, *inputs: Any) -> list[str]:
+  """Slash paths of the weight leaves in the order the computation uses them (first conv/dense
+  layer first); for :func:`pruning_jax.selection.exclude_first` / ``exclude_last``."""
+  order: list[str] = []
+  for layer in count_flops(apply_fn, params, *inputs).layers:
+    for name in (layer.path or "").split("+"):
+      if name and name not in order:
+        order.append(name)
+  return order
+
+
+class ParamCounts(NamedTuple):
+  total: int
+  nonzero: int
+
+  @property
+  def compression_ratio(self) -> float:
+    """ShrinkBench's compression ratio: all params / non-zero params."""
+    return self.total / self.nonzero if self.nonzero else math.inf
+
+
+def count_params(params: PyTree, masks: PyTree | None = None) -> ParamCounts:
+  """Total and non-zero parameter counts over every array leaf (after ``masks`` if given)."""
+  if masks is not None:
+    params = apply_masks(params, masks)
+  arrays = [x for x in jax.tree.leaves(params) if is_array(x)]
+  total = sum(int(np.prod(x.shape, dtype=np.int64)) for x in arrays)
+  nonzero = sum(int(jnp.count_nonzero(x)) for x in arrays)
+  return ParamCounts(total, nonzero)
+
+
+def param_table(params: PyTree, masks: PyTree | None = None) -> list[tuple[str, tuple[int, ...], int, int]]:
+  """Per-leaf ``(slash path, shape, total, nonzero)`` for every array leaf."""
+  if masks is not None:
+    params = apply_masks(params, masks)
+  return [
+    (path_str(p), tuple(x.shape), int(np.prod(x.shape, dtype=np.int64)), int(jnp.count_nonzero(x)))
+    for p, x in leaves_with_paths(params)
+    if is_array(x)
+  ]

@@ -1,0 +1,222 @@
+"""Mask estimators: array functions with the gradients the papers use.
+
+Every sampler takes the PRNG key first (like ``jax.random``). Straight-through estimators are
+written ``hard + (soft - stop_gradient(soft))``: the forward value is exactly ``hard`` (the
+PyTorch idiom ``hard - soft.detach() + soft`` can round 1 to 0.99999994), the gradient is that
+of ``soft``.
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> m = jnp.zeros(4)
+  >>> mask = aslp_sample(jax.random.key(0), m)  # hard 0/1, gradient of the softmax
+  >>> sorted(set(mask.tolist())) <= [0.0, 1.0]
+  True
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from pruning_jax.thresholds import removal_keep_masks
+from pruning_jax.tree import static_value
+
+# Paper 2's gate constants: h(0) = 0 and h(inf) = 1.
+REPARAM_C2 = math.exp(-1.0)
+REPARAM_C1 = 1.0 / (1.0 - REPARAM_C2)
+
+
+def _check_temperature(temperature, name: str = "temperature") -> None:
+  v = static_value(temperature)
+  if v is not None and not float(v) > 0:
+    raise ValueError(
+      f"{name} must be > 0, got {float(v)!r}. Fix: pass a positive temperature (1.0 is the "
+      "papers' default; smaller values make samples harder)."
+    )
+
+
+def _check_float(x: jax.Array, name: str) -> None:
+  if not jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating):
+    raise TypeError(f"{name} must be a floating array, got dtype {jnp.asarray(x).dtype}.")
+
+
+def straight_through(hard: jax.Array, soft: jax.Array) -> jax.Array:
+  """Forward value ``hard`` (exactly), gradient of ``soft``."""
+  soft = jnp.asarray(soft)
+  return hard.astype(soft.dtype) + (soft - jax.lax.stop_gradient(soft))
+
+
+def hard_threshold_ste(scores: jax.Array, threshold: float | jax.Array = 0.0) -> jax.Array:
+  """``1[scores > threshold]`` forward; the gradient passes straight to ``scores`` (identity).
+
+  References:
+    Bengio et al., "Estimating or Propagating Gradients Through Stochastic Neurons", 2013.
+  """
+  _check_float(scores, "scores")
+  return straight_through(scores > threshold, scores)
+
+
+def topk_ste(scores: jax.Array, keep_fraction: float | jax.Array) -> jax.Array:
+  """Edge-popup's mask: keep the top ``round(keep_fraction * n)`` of ``|scores|`` in this array
+  (ties: earlier index kept), forward 0/1, gradient straight to ``scores``.
+
+  References:
+    Ramanujan et al., "What's Hidden in a Randomly Weighted Neural Network?", CVPR 2020.
+  """
+  _check_float(scores, "scores")
+  v = static_value(keep_fraction)
+  if v is not None and not 0.0 < float(v) <= 1.0:
+    raise ValueError(f"keep_fraction must be in (0, 1], got {float(v)!r} (edge-popup's k).")
+  n = scores.size
+  if v is not None:
+    n_keep = jnp.asarray(round(float(v) * n), jnp.int32)
+  else:
+    n_keep = jnp.round(jnp.asarray(keep_fraction, jnp.float32) * n).astype(jnp.int32)
+  keep = removal_keep_masks([jnp.abs(jax.lax.stop_gradient(scores))], (n - n_keep)[None])[0]
+  return straight_through(keep, scores)
+
+
+def bernoulli_ste(key: jax.Array, logits: jax.Array) -> jax.Array:
+  """Supermask: ``z ~ Bernoulli(sigmoid(logits))`` forward, gradient of ``sigmoid(logits)``.
+
+  References:
+    Zhou et al., "Deconstructing Lottery Tickets: Zeros, Signs, and the Supermask", NeurIPS 2019.
+  """
+  _check_float(logits, "logits")
+  p = jax.nn.sigmoid(logits)
+  u = jax.random.uniform(key, logits.shape, jnp.float32)
+  return straight_through(u < p.astype(jnp.float32), p)
+
+
+def _logistic(key, shape, dtype):
+  # Gumbel(0,1) - Gumbel(0,1) ~ Logistic(0,1): one draw replaces the two-class Gumbel pair.
+  return jax.random.logistic(key, shape, jnp.float32).astype(dtype)
+
+
+def gumbel_sigmoid(
+  key: jax.Array,
+  logits: jax.Array,
+  temperature: float | jax.Array = 1.0,
+  *,
+  hard: bool = False,
+) -> jax.Array:
+  """Binary concrete sample ``sigmoid((logits + L) / temperature)``, ``L ~ Logistic(0, 1)``.
+
+  With ``hard=True`` the forward value is ``1[logits + L > 0]`` and the gradient that of the
+  relaxed sample (straight-through Gumbel-sigmoid).
+
+  References:
+    Maddison et al., "The Concrete Distribution", ICLR 2017; Jang et al., "Categorical
+    Reparameterization with Gumbel-Softmax", ICLR 2017.
+  """
+  _check_float(logits, "logits")
+  _check_temperature(temperature)
+  z = logits + _logistic(key, logits.shape, logits.dtype)
+  soft = jax.nn.sigmoid(z / temperature)
+  return straight_through(z > 0, soft) if hard else soft
+
+
+def gumbel_softmax(
+  key: jax.Array,
+  logits: jax.Array,
+  temperature: float | jax.Array = 1.0,
+  *,
+  axis: int = -1,
+  hard: bool = False,
+) -> jax.Array:
+  """Gumbel-softmax over ``axis``: ``softmax((logits + g) / temperature)``, ``g ~ Gumbel(0, 1)``.
+
+  With ``hard=True`` the forward value is the one-hot of the argmax (first index wins ties)
+  and the gradient that of the softmax.
+
+  References:
+    Jang et al., ICLR 2017; Maddison et al., ICLR 2017.
+  """
+  _check_float(logits, "logits")
+  _check_temperature(temperature)
+  z = logits + jax.random.gumbel(key, logits.shape, jnp.float32).astype(logits.dtype)
+  soft = jax.nn.softmax(z / temperature, axis=axis)
+  if not hard:
+    return soft
+  one_hot = jax.nn.one_hot(jnp.argmax(z, axis=axis), z.shape[axis], axis=axis, dtype=soft.dtype)
+  return straight_through(one_hot, soft)
+
+
+def aslp_sample(key: jax.Array, m: jax.Array, temperature: float | jax.Array = 1.0) -> jax.Array:
+  """ASLP mask: the keep channel of hard straight-through Gumbel-softmax over ``[m, 0]``.
+
+  ``[m, 0] = [log p + c, log(1 - p) + c]`` with ``p = sigmoid(m)``, so the keep probability is
+  ``sigmoid(m)`` without computing a log. With Gumbel noise ``g1, g0`` the keep channel is
+  ``y = softmax([m + g1, g0] / tau)[0] = sigmoid((m + L) / tau)`` with ``L = g1 - g0 ~
+  Logistic(0, 1)``; the forward value is ``1[m + L > 0]`` (the one-hot's keep entry) and the
+  gradient is ``dy/dm = y (1 - y) / tau``, the same as
+  ``torch.nn.functional.gumbel_softmax(stack([m, 0]), tau, hard=True)[0]``.
+
+  Args:
+    key: PRNG key (fresh per step and per layer).
+    m: mask logits, any float dtype.
+    temperature: tau > 0.
+
+  References:
+    Dupont et al., "Extracting Effective Subnetworks with Gumbel-Softmax", ICIP 2022.
+  """
+  return gumbel_sigmoid(key, m, temperature, hard=True)
+
+
+def hard_concrete(
+  key: jax.Array,
+  log_alpha: jax.Array,
+  beta: float = 2.0 / 3.0,
+  gamma: float = -0.1,
+  zeta: float = 1.1,
+) -> jax.Array:
+  """Hard-concrete gate sample ``min(1, max(0, sigmoid((log u - log(1-u) + log_alpha) / beta)
+  * (zeta - gamma) + gamma))``, ``u ~ U(0, 1)``: exact zeros and ones with non-zero probability.
+
+  References:
+    Louizos et al., "Learning Sparse Neural Networks through L0 Regularization", ICLR 2018.
+  """
+  _check_float(log_alpha, "log_alpha")
+  _check_temperature(beta, "beta")
+  if not gamma < 0 < 1 < zeta:
+    raise ValueError(f"hard_concrete needs gamma < 0 and zeta > 1, got gamma={gamma}, zeta={zeta}.")
+  s = jax.nn.sigmoid((_logistic(key, log_alpha.shape, log_alpha.dtype) + log_alpha) / beta)
+  return jnp.clip(s * (zeta - gamma) + gamma, 0.0, 1.0)
+
+
+def hard_concrete_mean(
+  log_alpha: jax.Array, gamma: float = -0.1, zeta: float = 1.1
+) -> jax.Array:
+  """The deterministic test-time gate ``min(1, max(0, sigmoid(log_alpha) (zeta - gamma) + gamma))``."""
+  _check_float(log_alpha, "log_alpha")
+  return jnp.clip(jax.nn.sigmoid(log_alpha) * (zeta - gamma) + gamma, 0.0, 1.0)
+
+
+def hard_concrete_l0(
+  log_alpha: jax.Array, beta: float = 2.0 / 3.0, gamma: float = -0.1, zeta: float = 1.1
+) -> jax.Array:
+  """Expected L0 norm per gate, ``P(z != 0) = sigmoid(log_alpha - beta log(-gamma / zeta))``."""
+  _check_float(log_alpha, "log_alpha")
+  _check_temperature(beta, "beta")
+  return jax.nn.sigmoid(log_alpha - beta * math.log(-gamma / zeta))
+
+
+def reparam_gate(w: jax.Array, t: float | jax.Array = 100.0, n: int = 4) -> jax.Array:
+  """Paper 2's implicit mask ``h_t(w) = C1 (exp(-1 / ((t w)^n + 1)) - C2)``.
+
+  ``C2 = 1/e`` gives ``h(0) = 0`` and ``C1 = 1 / (1 - 1/e)`` gives ``h -> 1`` as ``|w| -> inf``.
+  ``|t w|^n`` is used so that odd ``n`` stays in [0, 1] too (identical for the paper's n = 4).
+
+  References:
+    Dupont et al., "Weight Reparametrization for Budget-Aware Network Pruning", ICIP 2021.
+
+  >>> round(float(reparam_gate(jnp.float32(0.01))), 3)
+  0.378
+  """
+  _check_float(w, "w")
+  if not (isinstance(n, int) and n > 0):
+    raise ValueError(f"reparam_gate: n must be a positive integer, got {n!r}.")
+  x = jnp.abs(t * w) ** n
+  return REPARAM_C1 * (jnp.exp(-1.0 / (x + 1.0)) - REPARAM_C2)

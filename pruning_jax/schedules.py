@@ -1,0 +1,119 @@
+"""Schedules: ``step -> value`` callables (like ``optax.Schedule``) built from jnp ops, so the
+step may be traced inside a jitted train step.
+
+Example:
+  >>> s = polynomial(0.9, begin_step=0, end_step=100, frequency=10)
+  >>> [round(float(s(t)), 4) for t in (0, 9, 10, 50, 100, 500)]
+  [0.0, 0.0, 0.2439, 0.7875, 0.9, 0.9]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+Schedule = Callable[[jax.Array | int], jax.Array]
+
+
+def _fraction(value: float, name: str) -> float:
+  if not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
+    raise ValueError(f"{name} must be a sparsity in [0, 1), got {value!r}.")
+  return float(value)
+
+
+def _steps(begin: int, end: int) -> None:
+  if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin < end):
+    raise ValueError(f"Need integer steps 0 <= begin_step < end_step, got {begin!r}, {end!r}.")
+
+
+def constant(sparsity: float) -> Schedule:
+  """The same sparsity at every step."""
+  s = _fraction(sparsity, "sparsity")
+  return lambda step: jnp.full((), s, jnp.float32)
+
+
+def one_shot(sparsity: float, at_step: int) -> Schedule:
+  """0 before ``at_step``, ``sparsity`` from then on (train -> prune -> fine-tune)."""
+  s = _fraction(sparsity, "sparsity")
+  if not (isinstance(at_step, int) and at_step >= 0):
+    raise ValueError(f"at_step must be a non-negative int, got {at_step!r}.")
+  return lambda step: jnp.where(jnp.asarray(step) >= at_step, s, 0.0).astype(jnp.float32)
+
+
+def polynomial(
+  final_sparsity: float,
+  begin_step: int,
+  end_step: int,
+  *,
+  initial_sparsity: float = 0.0,
+  power: float = 3.0,
+  frequency: int = 1,
+) -> Schedule:
+  """Zhu & Gupta's gradual schedule
+  ``s_t = s_f + (s_i - s_f) (1 - (t - t0) / (t_end - t0))^power`` for ``t0 <= t <= t_end``,
+  updated every ``frequency`` steps (t is rounded down to ``t0 + k * frequency``); ``s_i``
+  before ``t0`` and ``s_f`` after ``t_end``.
+
+  References:
+    Zhu & Gupta, "To prune, or not to prune", 2017.
+  """
+  sf, si = _fraction(final_sparsity, "final_sparsity"), _fraction(initial_sparsity, "initial_sparsity")
+  _steps(begin_step, end_step)
+  if not (isinstance(frequency, int) and frequency >= 1):
+    raise ValueError(f"frequency must be an int >= 1, got {frequency!r}.")
+  if not power > 0:
+    raise ValueError(f"power must be > 0, got {power!r}.")
+  span = end_step - begin_step
+
+  def schedule(step):
+    t = jnp.asarray(step, jnp.int32) - begin_step
+    t = jnp.clip((t // frequency) * frequency, 0, span)
+    progress = t.astype(jnp.float32) / span
+    return (sf + (si - sf) * (1.0 - progress) ** power).astype(jnp.float32)
+
+  return schedule
+
+
+def iterative(final_sparsity: float, rounds: int, steps_per_round: int, *, begin_step: int = 0) -> Schedule:
+  """Iterative pruning in ``rounds`` equal-ratio rounds (lottery-ticket style): round r (1-based)
+  starts at ``begin_step + (r - 1) * steps_per_round`` and brings the density to
+  ``(1 - final_sparsity) ** (r / rounds)``; 0 before ``begin_step``.
+
+  References:
+    Frankle & Carbin, "The Lottery Ticket Hypothesis", ICLR 2019.
+  """
+  sf = _fraction(final_sparsity, "final_sparsity")
+  if not (isinstance(rounds, int) and rounds >= 1):
+    raise ValueError(f"rounds must be an int >= 1, got {rounds!r}.")
+  if not (isinstance(steps_per_round, int) and steps_per_round >= 1):
+    raise ValueError(f"steps_per_round must be an int >= 1, got {steps_per_round!r}.")
+  log_keep = math.log1p(-sf)
+
+  def schedule(step):
+    t = jnp.asarray(step, jnp.int32) - begin_step
+    r = jnp.where(t >= 0, jnp.minimum(t // steps_per_round + 1, rounds), 0)
+    return (1.0 - jnp.exp(log_keep * r.astype(jnp.float32) / rounds)).astype(jnp.float32)
+
+  return schedule
+
+
+def cosine_decay_fraction(initial_fraction: float, end_step: int) -> Schedule:
+  """RigL's drop fraction ``f(t) = alpha / 2 (1 + cos(pi t / T_end))``, 0 after ``T_end``.
+
+  References:
+    Evci et al., "Rigging the Lottery: Making All Tickets Winners", ICML 2020.
+  """
+  if not (isinstance(initial_fraction, (int, float)) and 0.0 < initial_fraction <= 1.0):
+    raise ValueError(f"initial_fraction must be in (0, 1], got {initial_fraction!r}.")
+  if not (isinstance(end_step, int) and end_step > 0):
+    raise ValueError(f"end_step must be a positive int, got {end_step!r}.")
+
+  def schedule(step):
+    t = jnp.asarray(step, jnp.float32)
+    f = 0.5 * initial_fraction * (1.0 + jnp.cos(jnp.pi * jnp.minimum(t, end_step) / end_step))
+    return jnp.where(t < end_step, f, 0.0).astype(jnp.float32)
+
+  return schedule

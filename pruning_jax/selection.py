@@ -1,0 +1,174 @@
+"""Which leaves may be pruned: static pytrees of Python bools with the params' structure.
+
+A selection is plain data (``True``/``False`` leaves), so it is hashable-free, free to close
+over in jitted code, and combines with ``jax.tree.map``. Paths are matched as slash-joined
+strings (``"params/Conv_0/kernel"``); see :func:`pruning_jax.tree.path_str`.
+
+Example:
+  >>> import jax.numpy as jnp
+  >>> params = {"conv": {"kernel": jnp.ones((3, 3, 1, 4)), "bias": jnp.zeros(4)},
+  ...           "head": {"kernel": jnp.ones((4, 10))}}
+  >>> select(params)
+  {'conv': {'bias': False, 'kernel': True}, 'head': {'kernel': True}}
+  >>> select(params, exclude=r"^head/")
+  {'conv': {'bias': False, 'kernel': True}, 'head': {'kernel': False}}
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from pruning_jax.tree import KeyPath, PyTree, is_array, keystr, leaves_with_paths, path_str
+
+Pattern = str | re.Pattern | Sequence[str | re.Pattern]
+Predicate = Callable[[str, Any], bool]
+
+
+def is_weight_kernel(path: str, leaf: Any) -> bool:
+  """The default rule: floating arrays with ndim > 1 (conv and dense kernels, not biases/norms)."""
+  del path
+  return is_array(leaf) and len(leaf.shape) > 1 and jnp.issubdtype(leaf.dtype, jnp.floating)
+
+
+def _compile(patterns: Pattern | None) -> list[re.Pattern]:
+  if patterns is None:
+    return []
+  if isinstance(patterns, (str, re.Pattern)):
+    patterns = [patterns]
+  return [re.compile(p) if isinstance(p, str) else p for p in patterns]
+
+
+def select(
+  params: PyTree,
+  include: Pattern | None = None,
+  *,
+  exclude: Pattern | None = None,
+  predicate: Predicate | None = None,
+) -> PyTree:
+  """A static bool pytree: True where a leaf may be pruned.
+
+  A leaf is selected when it is an array, matches ``predicate`` (default
+  :func:`is_weight_kernel` when ``include`` is None, otherwise any array), matches one of the
+  ``include`` regexes (``re.search`` on the slash path) if given, and matches no ``exclude``
+  regex.
+
+  Args:
+    params: the parameter pytree.
+    include: regex or list of regexes; None means "every leaf the predicate accepts".
+    exclude: regex or list of regexes removed from the selection.
+    predicate: ``(path_str, leaf) -> bool``; defaults to :func:`is_weight_kernel` without
+      ``include`` and to "floating array" with it.
+
+  Returns:
+    A pytree of Python bools with the structure of ``params``.
+  """
+  inc, exc = _compile(include), _compile(exclude)
+  if predicate is None:
+    predicate = is_weight_kernel if not inc else _is_floating_array
+
+  def choose(path: KeyPath, leaf: Any) -> bool:
+    name = path_str(path)
+    if not predicate(name, leaf):
+      return False
+    if inc and not any(p.search(name) for p in inc):
+      return False
+    return not any(p.search(name) for p in exc)
+
+  return jax.tree_util.tree_map_with_path(choose, params)
+
+
+def _is_floating_array(path: str, leaf: Any) -> bool:
+  del path
+  return is_array(leaf) and jnp.issubdtype(leaf.dtype, jnp.floating)
+
+
+def selected_paths(selection: PyTree) -> list[KeyPath]:
+  """Key paths of the selected leaves, in flatten order."""
+  return [p for p, s in leaves_with_paths(selection) if s]
+
+
+def _natural_key(name: str) -> list[Any]:
+  # "Dense_10" sorts after "Dense_2": flatten order of dicts is lexicographic, layer order is not.
+  return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def layer_order(selection: PyTree, order: Sequence[str] | None = None) -> list[str]:
+  """Selected slash paths from first layer to last.
+
+  Args:
+    selection: a bool pytree.
+    order: optional explicit order of slash paths (e.g. from
+      :func:`pruning_jax.accounting.param_use_order`, the order in which the model's
+      computation uses its params). Without it, paths are sorted naturally
+      (``Dense_2`` before ``Dense_10``), which matches Flax's auto-naming.
+  """
+  names = [path_str(p) for p in selected_paths(selection)]
+  if order is None:
+    return sorted(names, key=_natural_key)
+  rank = {name: i for i, name in enumerate(order)}
+  missing = [n for n in names if n not in rank]
+  if missing:
+    raise ValueError(
+      f"layer_order: selected leaves {missing} are not in the given order. Fix: pass an order "
+      "that lists every selected path (param_use_order(apply_fn, params, x) does)."
+    )
+  return sorted(names, key=rank.__getitem__)
+
+
+def exclude_first(selection: PyTree, n: int = 1, *, order: Sequence[str] | None = None) -> PyTree:
+  """The selection without its first ``n`` layers (see :func:`layer_order`)."""
+  return _drop(selection, layer_order(selection, order)[:n])
+
+
+def exclude_last(selection: PyTree, n: int = 1, *, order: Sequence[str] | None = None) -> PyTree:
+  """The selection without its last ``n`` layers (see :func:`layer_order`)."""
+  names = layer_order(selection, order)
+  return _drop(selection, names[len(names) - n :] if n else [])
+
+
+def _drop(selection: PyTree, names: Sequence[str]) -> PyTree:
+  drop = set(names)
+  return jax.tree_util.tree_map_with_path(
+    lambda p, s: bool(s) and path_str(p) not in drop, selection
+  )
+
+
+def validate(params: PyTree, selection: PyTree, *, what: str = "selection") -> list[KeyPath]:
+  """Checks a selection against params; returns the selected paths.
+
+  Raises:
+    ValueError: structure mismatch (naming the paths) or an empty selection.
+    TypeError: a selected leaf that is not a floating array (e.g. integer params).
+  """
+  from pruning_jax.tree import check_structure
+
+  check_structure(params, selection, names=("params", what))
+  paths = []
+  for (path, leaf), (_, sel) in zip(
+    leaves_with_paths(params), leaves_with_paths(selection), strict=True
+  ):
+    if not sel:
+      continue
+    if not is_array(leaf):
+      raise TypeError(
+        f"{what} selects {keystr(path)}, which is a {type(leaf).__name__}, not an array. "
+        "Fix: exclude it from the selection."
+      )
+    if not jnp.issubdtype(leaf.dtype, jnp.floating):
+      raise TypeError(
+        f"{what} selects {keystr(path)} with dtype {leaf.dtype}; only floating params can be "
+        "pruned. Fix: exclude integer/bool leaves from the selection (select(..., exclude=...))."
+      )
+    paths.append(path)
+  if not paths:
+    raise ValueError(
+      f"The {what} is empty: no leaf of params is selected for pruning. Fix: pass include= "
+      "regexes that match your weight paths (slash-joined, e.g. 'Dense_0/kernel'), or a "
+      "predicate; the default selects floating arrays with ndim > 1."
+    )
+  return paths

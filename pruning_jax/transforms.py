@@ -1,0 +1,259 @@
+"""Optax transforms for pruning: masks as extra args, penalties as added gradients.
+
+Each factory returns an ``optax.GradientTransformationExtraArgs`` that chains like
+``optax.add_decayed_weights``::
+
+  tx = optax.chain(pj.transforms.budget_penalty(cost, target=..., weight=1.0),
+                   optax.sgd(0.1, momentum=0.9),
+                   pj.transforms.keep_masked())
+  updates, opt_state = tx.update(grads, opt_state, params, masks=masks)
+
+Penalties add ``grad(penalty)(params)`` to the incoming updates, so put them before the
+optimizer (like weight decay in SGD) and ``keep_masked`` / ``clip_to_range`` last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from pruning_jax import selection as sel_lib
+from pruning_jax.masks import check_masks
+from pruning_jax.tree import PyTree, is_array
+
+ScalarOrSchedule = float | Callable[[jax.Array], jax.Array]
+SelectionLike = PyTree | str | Sequence[str] | Callable[[PyTree], PyTree] | None
+
+
+def _at(value: ScalarOrSchedule, step: jax.Array) -> jax.Array:
+  return jnp.asarray(value(step) if callable(value) else value, jnp.float32)
+
+
+def _need_params(params: Any, name: str) -> None:
+  if params is None:
+    raise ValueError(
+      f"{name} needs the current params: call tx.update(updates, state, params, ...)."
+    )
+
+
+def _selection(selection: SelectionLike, params: PyTree, *, default_all_floats: bool = False) -> PyTree:
+  """A static bool tree from a tree, regex(es), a callable or None (the default kernels)."""
+  regexes = isinstance(selection, str) or (
+    isinstance(selection, (list, tuple)) and bool(selection) and all(isinstance(s, str) for s in selection)
+  )
+  if selection is None:
+    selection = sel_lib.select(params, include=".*" if default_all_floats else None)
+  elif regexes:
+    selection = sel_lib.select(params, include=selection)
+  elif callable(selection):
+    selection = selection(params)
+  sel_lib.validate(params, selection)
+  return selection
+
+
+def _selected(params: PyTree, selection: PyTree) -> list[jax.Array]:
+  return [p for p, s in zip(jax.tree.leaves(params), jax.tree.leaves(selection), strict=True) if s]
+
+
+def _add(updates: PyTree, grads: PyTree) -> PyTree:
+  return jax.tree.map(
+    lambda u, g: (u + g.astype(u.dtype)) if is_array(u) else u, updates, grads
+  )
+
+
+def keep_masked() -> optax.GradientTransformationExtraArgs:
+  """Zeroes updates at pruned positions; masks arrive as the extra argument ``masks=``.
+
+  Put it last in the chain so momentum, Adam moments and weight decay cannot move a pruned
+  weight: with params already masked (``pj.apply_masks``) they then stay exactly zero.
+  """
+
+  def init(params):
+    del params
+    return optax.EmptyState()
+
+  def update(updates, state, params=None, *, masks=None, **extra):
+    del params, extra
+    if masks is None:
+      raise ValueError(
+        "keep_masked needs the masks: call tx.update(updates, state, params, masks=masks)."
+      )
+    check_masks(updates, masks)
+    return jax.tree.map(
+      lambda u, m: jnp.where(m, u, jnp.zeros((), u.dtype)) if is_array(u) else u, updates, masks
+    ), state
+
+  return optax.GradientTransformationExtraArgs(init, update)
+
+
+class PenaltyState(NamedTuple):
+  count: jax.Array  # (), int32: number of updates so far (the step for schedules)
+
+
+def add_penalty(penalty_fn: Callable[[PyTree, jax.Array], jax.Array]) -> optax.GradientTransformationExtraArgs:
+  """Adds ``grad(penalty_fn)(params, step)`` to the updates: the generic penalty transform.
+
+  Args:
+    penalty_fn: ``(params, step) -> scalar`` differentiable in params.
+  """
+
+  def init(params):
+    del params
+    return PenaltyState(jnp.zeros((), jnp.int32))
+
+  def update(updates, state, params=None, **extra):
+    del extra
+    _need_params(params, "add_penalty")
+    grads = jax.grad(penalty_fn)(params, state.count)
+    return _add(updates, grads), PenaltyState(optax.safe_increment(state.count))
+
+  return optax.GradientTransformationExtraArgs(init, update)
+
+
+def budget_loss(cost: jax.Array, target: jax.Array, initial_cost: jax.Array) -> jax.Array:
+  """Paper 2's budget term ``((C - C_target) / C_initial) ** 2``."""
+  denom = jnp.where(initial_cost != 0, initial_cost, 1.0)
+  return jnp.square((cost - target) / denom)
+
+
+class BudgetPenaltyState(NamedTuple):
+  initial_cost: jax.Array  # (), float32: C(params) at init, the normalizer C_initial
+  count: jax.Array  # (), int32: number of updates so far (the step for schedules)
+
+
+def budget_penalty(
+  cost_fn: Callable[[PyTree], jax.Array],
+  target: ScalarOrSchedule,
+  weight: ScalarOrSchedule = 1.0,
+) -> optax.GradientTransformationExtraArgs:
+  """Adds the gradient of ``weight * ((C(params) - target) / C_initial) ** 2``.
+
+  Args:
+    cost_fn: differentiable cost C of the params, e.g. the sum of ``reparam_gate`` over the
+      prunable weights (a soft count of kept weights).
+    target: C_target (e.g. the number of weights to keep), a number or a schedule.
+    weight: lambda, a number or a schedule.
+
+  References:
+    Dupont et al., "Weight Reparametrization for Budget-Aware Network Pruning", ICIP 2021.
+  """
+
+  def init(params):
+    return BudgetPenaltyState(jnp.asarray(cost_fn(params), jnp.float32), jnp.zeros((), jnp.int32))
+
+  def update(updates, state, params=None, **extra):
+    del extra
+    _need_params(params, "budget_penalty")
+
+    def penalty(p):
+      return _at(weight, state.count) * budget_loss(
+        cost_fn(p), _at(target, state.count), state.initial_cost
+      )
+
+    grads = jax.grad(penalty)(params)
+    return _add(updates, grads), state._replace(count=optax.safe_increment(state.count))
+
+  return optax.GradientTransformationExtraArgs(init, update)
+
+
+def mean_gate_penalty(
+  weight: ScalarOrSchedule, target_ratio: float, *, selection: SelectionLike
+) -> optax.GradientTransformationExtraArgs:
+  """Adds the gradient of ``weight * (mean |g| - r) ** 2``, the mean over every element of every
+  selected gate leaf (Pruning from Scratch, Wang et al., AAAI 2020).
+
+  Args:
+    weight: lambda (0.5 on CIFAR in the paper).
+    target_ratio: r (0.2 on CIFAR).
+    selection: the gate leaves: a bool tree, regex(es) on slash paths, or ``params -> tree``.
+  """
+
+  def penalty(params, step):
+    gates = _selected(params, _selection(selection, params))
+    total = sum(jnp.sum(jnp.abs(g.astype(jnp.float32))) for g in gates)
+    n = sum(g.size for g in gates)
+    return _at(weight, step) * jnp.square(total / n - target_ratio)
+
+  return add_penalty(penalty)
+
+
+def l1_penalty(weight: ScalarOrSchedule, *, selection: SelectionLike = None) -> optax.GradientTransformationExtraArgs:
+  """Adds ``weight * sign(w)``, the (sub)gradient of ``weight * sum |w|`` over selected leaves."""
+
+  def penalty(params, step):
+    ws = _selected(params, _selection(selection, params))
+    return _at(weight, step) * sum(jnp.sum(jnp.abs(w.astype(jnp.float32))) for w in ws)
+
+  return add_penalty(penalty)
+
+
+def _safe_norm(x: jax.Array, axis: tuple[int, ...]) -> jax.Array:
+  # sqrt's gradient is infinite at 0: route zero groups through a dummy value (gradient 0).
+  sq = jnp.sum(jnp.square(x), axis=axis)
+  nonzero = sq > 0
+  return jnp.where(nonzero, jnp.sqrt(jnp.where(nonzero, sq, 1.0)), 0.0)
+
+
+def group_lasso_penalty(
+  weight: ScalarOrSchedule,
+  *,
+  axis: int = -1,
+  selection: SelectionLike = None,
+  scale_by_size: bool = True,
+) -> optax.GradientTransformationExtraArgs:
+  """Adds the gradient of ``weight * sum_g sqrt(|g|) ||w_g||_2``, groups = slices along ``axis``
+  (output channels by default), ``sqrt(|g|)`` only with ``scale_by_size``.
+
+  References:
+    Yuan & Lin, 2006; Wen et al., "Learning Structured Sparsity in DNNs", NeurIPS 2016.
+  """
+
+  def penalty(params, step):
+    total = 0.0
+    for w in _selected(params, _selection(selection, params)):
+      w = w.astype(jnp.float32)
+      a = axis % w.ndim
+      others = tuple(i for i in range(w.ndim) if i != a)
+      scale = jnp.sqrt(w.size / w.shape[a]) if scale_by_size else 1.0
+      total = total + scale * jnp.sum(_safe_norm(w, others))
+    return _at(weight, step) * total
+
+  return add_penalty(penalty)
+
+
+def clip_to_range(
+  lo: float = 0.0, hi: float = 1.0, *, selection: SelectionLike = None
+) -> optax.GradientTransformationExtraArgs:
+  """Projects selected leaves onto ``[lo, hi]`` after the update: returns ``u'`` such that
+  ``optax.apply_updates(params, u')`` lands exactly inside the range (gates clamped to [0, 1]
+  in Pruning from Scratch). Put it last in the chain. ``selection=None`` means every floating
+  leaf.
+  """
+  if not lo < hi:
+    raise ValueError(f"clip_to_range needs lo < hi, got lo={lo}, hi={hi}.")
+
+  def init(params):
+    del params
+    return optax.EmptyState()
+
+  def project(u, p):
+    target = jnp.clip(p + u, lo, hi)
+    u = (target - p).astype(u.dtype)
+    # p + (target - p) can round one ulp past the bound: step u back towards the inside.
+    landed = (p + u).astype(p.dtype)
+    u = jnp.where(landed > hi, jnp.nextafter(u, jnp.asarray(-jnp.inf, u.dtype)), u)
+    return jnp.where(landed < lo, jnp.nextafter(u, jnp.asarray(jnp.inf, u.dtype)), u)
+
+  def update(updates, state, params=None, **extra):
+    del extra
+    _need_params(params, "clip_to_range")
+    sel = _selection(selection, params, default_all_floats=True)
+    return jax.tree.map(
+      lambda u, p, s: project(u, p) if s else u, updates, params, sel
+    ), state
+
+  return optax.GradientTransformationExtraArgs(init, update)
