@@ -16,6 +16,7 @@ tie actually straddles the threshold.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -75,9 +76,13 @@ def removal_keep_masks(
   Returns:
     One bool array per score array: True where the unit is kept.
   """
-  if groups is None:
-    groups = [0] * len(scores)
-  groups = list(groups)
+  groups = tuple(groups) if groups is not None else (0,) * len(scores)
+  # jitted with static groups: eager callers compile once per layout instead of op by op
+  return _removal_keep_masks(list(scores), jnp.asarray(n_remove, jnp.int32), groups)
+
+
+@functools.partial(jax.jit, static_argnames="groups")
+def _removal_keep_masks(scores, n_remove, groups):
   n_groups = max(groups) + 1 if groups else 0
   if n_groups == 0:
     return []

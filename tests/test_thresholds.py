@@ -1,0 +1,82 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import np_keep, np_keys
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pruning_jax import thresholds
+
+# Few distinct values -> many ties at every threshold.
+tied_arrays = st.lists(
+  st.lists(st.sampled_from([-2.0, -0.0, 0.0, 0.5, 0.5, 1.0, 3.0]), min_size=1, max_size=40),
+  min_size=1,
+  max_size=4,
+)
+
+
+def test_ordered_keys_match_float_order():
+  x = np.array([-np.inf, -3.5, -1e-30, -0.0, 0.0, 1e-30, 2.0, np.inf], np.float32)
+  k = np.asarray(thresholds.ordered_keys(jnp.asarray(x)))
+  np.testing.assert_array_equal(k, np_keys(x))
+  assert k[3] == k[4]  # -0 == 0
+  assert np.all(np.diff(k.astype(np.int64))[np.arange(7) != 3] > 0)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_ordered_keys_low_precision_is_exact(dtype):
+  x = jax.random.normal(jax.random.key(0), (1000,)).astype(dtype)
+  k = np.asarray(thresholds.ordered_keys(x)).astype(np.int64)
+  xs = np.asarray(x.astype(jnp.float32))
+  o = np.argsort(xs, kind="stable")
+  assert np.all(np.diff(k[o]) >= 0)
+  assert np.all((np.diff(k[o]) == 0) == (np.diff(xs[o]) == 0))
+
+
+@given(tied_arrays, st.floats(0.0, 1.0))
+def test_global_removal_matches_reference(arrays, frac):
+  arrays = [np.asarray(a, np.float32) for a in arrays]
+  n = sum(a.size for a in arrays)
+  k = int(round(frac * n))
+  f = jax.jit(lambda xs, k: thresholds.removal_keep_masks(xs, k[None]))
+  got = f([jnp.asarray(a) for a in arrays], jnp.int32(k))
+  for g, r in zip(got, np_keep(arrays, k), strict=True):
+    np.testing.assert_array_equal(np.asarray(g), r)
+
+
+@given(tied_arrays, st.data())
+def test_grouped_removal_is_per_group(arrays, data):
+  arrays = [np.asarray(a, np.float32) for a in arrays]
+  ks = [data.draw(st.integers(0, a.size)) for a in arrays]
+  got = thresholds.removal_keep_masks([jnp.asarray(a) for a in arrays], jnp.asarray(ks), range(len(arrays)))
+  for g, a, k in zip(got, arrays, ks, strict=True):
+    np.testing.assert_array_equal(np.asarray(g), np_keep([a], k)[0])
+
+
+def test_matches_lax_top_k_on_random_data():
+  x = jnp.round(jax.random.uniform(jax.random.key(1), (5000,)) * 50)  # heavy ties
+  for keep in (0, 1, 77, 2500, 4999, 5000):
+    got = thresholds.top_k_mask(x, keep)
+    ref = np.zeros(5000, bool)
+    ref[np.asarray(jax.lax.top_k(x, keep)[1])] = True
+    np.testing.assert_array_equal(np.asarray(got), ref)
+
+
+def test_kth_smallest_matches_sort():
+  x = jax.random.normal(jax.random.key(2), (257,))
+  xs = np.sort(np.asarray(x))
+  for k in (1, 2, 100, 257):
+    assert float(jax.jit(thresholds.kth_smallest)(x, k)) == xs[k - 1]
+
+
+def test_float64_keys_when_enabled():
+  with jax.enable_x64(True):
+    x = jnp.asarray([1.0, 1.0 + 1e-12, 1.0 + 2e-12], jnp.float64)
+    keep = thresholds.removal_keep_masks([x], jnp.asarray([1]))[0]
+    np.testing.assert_array_equal(np.asarray(keep), [False, True, True])
+
+
+def test_rejects_integer_scores():
+  with pytest.raises(TypeError, match="floating"):
+    thresholds.ordered_keys(jnp.arange(3))
