@@ -59,6 +59,13 @@ def _selected(params: PyTree, selection: PyTree) -> list[jax.Array]:
   return [p for p, s in zip(jax.tree.leaves(params), jax.tree.leaves(selection), strict=True) if s]
 
 
+def _abs(x: jax.Array) -> jax.Array:
+  """``|x|`` whose gradient is ``sign(x)`` (0 at 0, like PyTorch; jnp.abs gives 1 there), so a
+  penalty never pushes an exact zero."""
+  x = x.astype(jnp.float32)
+  return x * jax.lax.stop_gradient(jnp.sign(x))
+
+
 def _add(updates: PyTree, grads: PyTree) -> PyTree:
   return jax.tree.map(
     lambda u, g: (u + g.astype(u.dtype)) if is_array(u) else u, updates, grads
@@ -174,7 +181,7 @@ def mean_gate_penalty(
 
   def penalty(params, step):
     gates = _selected(params, _selection(selection, params))
-    total = sum(jnp.sum(jnp.abs(g.astype(jnp.float32))) for g in gates)
+    total = sum(jnp.sum(_abs(g)) for g in gates)
     n = sum(g.size for g in gates)
     return _at(weight, step) * jnp.square(total / n - target_ratio)
 
@@ -186,7 +193,7 @@ def l1_penalty(weight: ScalarOrSchedule, *, selection: SelectionLike = None) -> 
 
   def penalty(params, step):
     ws = _selected(params, _selection(selection, params))
-    return _at(weight, step) * sum(jnp.sum(jnp.abs(w.astype(jnp.float32))) for w in ws)
+    return _at(weight, step) * sum(jnp.sum(_abs(w)) for w in ws)
 
   return add_penalty(penalty)
 
