@@ -38,6 +38,11 @@ from pruning_jax.masks import apply_masks
 from pruning_jax.tree import PyTree, is_array, leaves_with_paths, path_str
 
 _COUNTED = ("conv_general_dilated", "dot_general")
+# Primitives that call a sub-jaxpr once with their own operands: evaluated equation by equation.
+_CALLS = frozenset(
+  {"pjit", "jit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call",
+   "custom_vjp_call_jaxpr", "checkpoint", "remat", "remat2"}
+)
 
 
 class LayerFlops(NamedTuple):
@@ -75,6 +80,8 @@ class _Val(NamedTuple):
 
 def _sub_jaxpr(eqn) -> jcore.ClosedJaxpr | None:
   """The callee of call-like primitives (jit, custom_jvp/vjp, checkpoint, closed_call)."""
+  if eqn.primitive.name not in _CALLS:
+    return None
   for v in eqn.params.values():
     j = v if isinstance(v, jcore.ClosedJaxpr) else None
     if isinstance(v, jcore.Jaxpr):
