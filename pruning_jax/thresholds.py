@@ -45,19 +45,68 @@ def ordered_keys(x: jax.Array) -> jax.Array:
   return jnp.where((bits & sign) != 0, ~bits, bits | sign)
 
 
-def _group_totals(per_leaf: Sequence[jax.Array], groups: Sequence[int], n_groups: int) -> jax.Array:
-  totals = [jnp.zeros((), jnp.int32)] * n_groups
-  for g, c in zip(groups, per_leaf, strict=True):
-    totals[g] = totals[g] + c
-  return jnp.stack(totals)
+_BLOCK = 1024  # group arrays are padded to whole blocks (for the two-level tie search)
+_SAMPLE_ABOVE = 1 << 17  # groups this large get their bisection range bracketed from a sample
+_SAMPLE_SIZE = 1 << 15
 
 
-def _count(keys, groups, n_groups, cmp, thresholds):
-  return _group_totals(
-    [jnp.sum(cmp(k, thresholds[g]), dtype=jnp.int32) for k, g in zip(keys, groups, strict=True)],
-    groups,
-    n_groups,
-  )
+def _counts(keys: Sequence[jax.Array], cmp, t: jax.Array) -> jax.Array:
+  return jnp.stack([jnp.sum(cmp(kk, t[g]), dtype=jnp.int32) for g, kk in enumerate(keys)])
+
+
+def _kth_key(keys: Sequence[jax.Array], k: jax.Array, lo: jax.Array, hi: jax.Array) -> jax.Array:
+  """Smallest key T per group with count(key <= T) >= k, searched in [lo, hi] by bisection."""
+
+  def step(carry):
+    lo, hi = carry
+    mid = lo + (hi - lo) // 2
+    enough = _counts(keys, jnp.less_equal, mid) >= k
+    return jnp.where(enough, lo, mid + 1), jnp.where(enough, mid, hi)
+
+  return lax.while_loop(lambda c: jnp.any(c[0] < c[1]), step, (lo, hi))[1]
+
+
+def _bracket(keys, k, sizes, utype):
+  """[lo, hi] that contains T for each group, from an exact quantile bracket of a strided sample
+  (verified on the full data in one pass; a failed side falls back to the full range)."""
+  n_groups = len(keys)
+  top = jnp.asarray(jnp.iinfo(utype).max, utype)
+  lo = jnp.zeros(n_groups, utype)
+  hi = jnp.full(n_groups, top, utype)
+  big = [g for g in range(n_groups) if sizes[g] >= _SAMPLE_ABOVE]
+  if not big:
+    return lo, hi
+  samples, r_lo, r_hi = [], [], []
+  for g in big:
+    sample = keys[g][: sizes[g]][:: sizes[g] // _SAMPLE_SIZE]
+    n = sample.size
+    p = jnp.clip(k[g].astype(jnp.float32) / sizes[g], 0.0, 1.0)
+    margin = 6.0 * jnp.sqrt(n * p * (1.0 - p)) + 2.0
+    r_lo.append(jnp.clip(jnp.floor(p * n - margin), 1, n).astype(jnp.int32))
+    r_hi.append(jnp.clip(jnp.ceil(p * n + margin), 1, n).astype(jnp.int32))
+    samples.append(sample)
+  s_lo0, s_hi0 = jnp.zeros(len(big), utype), jnp.full(len(big), top, utype)
+  lo_key = _kth_key(samples, jnp.stack(r_lo), s_lo0, s_hi0)
+  hi_key = _kth_key(samples, jnp.stack(r_hi), s_lo0, s_hi0)
+  kb = k[jnp.asarray(big)]
+  below = jnp.stack([jnp.sum(keys[g] < lo_key[i], dtype=jnp.int32) for i, g in enumerate(big)])
+  upto = jnp.stack([jnp.sum(keys[g] <= hi_key[i], dtype=jnp.int32) for i, g in enumerate(big)])
+  idx = jnp.asarray(big)
+  lo = lo.at[idx].set(jnp.where(below < kb, lo_key, jnp.zeros((), utype)))
+  hi = hi.at[idx].set(jnp.where(upto >= kb, hi_key, top))
+  return lo, hi
+
+
+def _tie_cut(tie: jax.Array, n_keep: jax.Array) -> jax.Array:
+  """Index J such that exactly ``n_keep`` True entries of ``tie`` lie before J (two-level: block
+  counts, then a cumsum inside one block; a flat cumsum is several passes on XLA:CPU)."""
+  blocks = tie.reshape(-1, _BLOCK)
+  cum = jnp.cumsum(jnp.sum(blocks, axis=1, dtype=jnp.int32))
+  b = jnp.sum(cum < n_keep, dtype=jnp.int32)  # the block holding the n_keep-th tie
+  before = jnp.where(b > 0, cum[jnp.maximum(b - 1, 0)], 0)
+  inner = jnp.cumsum(lax.dynamic_index_in_dim(blocks, jnp.minimum(b, blocks.shape[0] - 1), 0, False), dtype=jnp.int32)
+  p = jnp.sum(inner < n_keep - before, dtype=jnp.int32)
+  return jnp.where(n_keep > 0, b * _BLOCK + p + 1, 0)
 
 
 def removal_keep_masks(
@@ -77,80 +126,55 @@ def removal_keep_masks(
     One bool array per score array: True where the unit is kept.
   """
   groups = tuple(groups) if groups is not None else (0,) * len(scores)
+  if not scores:
+    return []
   # jitted with static groups: eager callers compile once per layout instead of op by op
   return _removal_keep_masks(list(scores), jnp.asarray(n_remove, jnp.int32), groups)
 
 
 @functools.partial(jax.jit, static_argnames="groups")
 def _removal_keep_masks(scores, n_remove, groups):
-  n_groups = max(groups) + 1 if groups else 0
-  if n_groups == 0:
-    return []
-  shapes = [s.shape for s in scores]
+  n_groups = max(groups) + 1
   if any(s.dtype == jnp.float64 for s in scores):  # compare everything in one key space
     scores = [s.astype(jnp.float64) for s in scores]
-  keys = [ordered_keys(s).reshape(-1) for s in scores]
-  utype = keys[0].dtype
-  nbits = jnp.iinfo(utype).bits
-  sizes = [0] * n_groups
-  offsets = []
-  for k, g in zip(keys, groups, strict=True):
-    offsets.append(sizes[g])
-    sizes[g] += k.size
-  if max(sizes) > _INDEX_LIMIT:
+  members = [[i for i, g in enumerate(groups) if g == gid] for gid in range(n_groups)]
+  sizes = [sum(scores[i].size for i in m) for m in members]
+  if max(sizes) > _INDEX_LIMIT - _BLOCK:
     raise ValueError(
-      f"A threshold group holds {max(sizes)} units, more than int32 indexes ({_INDEX_LIMIT}). "
-      "Fix: use scope='layer' or split the selection."
+      f"A threshold group holds {max(sizes)} units, more than int32 indexes. Fix: use "
+      "scope='layer' or split the selection."
     )
-  k = jnp.asarray(n_remove, jnp.int32).reshape(n_groups)
+  # One flat key array per group, padded to whole blocks with the smallest key (0). The pads
+  # sit at the end, so they are the first removed among ties: removing n + pad keeps exactly
+  # what removing n would.
+  pads = [-n % _BLOCK for n in sizes]
+  leaf_keys = [ordered_keys(s).reshape(-1) for s in scores]
+  utype = leaf_keys[0].dtype
+  keys = [
+    jnp.concatenate([leaf_keys[i] for i in m] + [jnp.zeros(pad, utype)])
+    for m, pad in zip(members, pads, strict=True)
+  ]
+  k = n_remove.reshape(n_groups) + jnp.asarray(pads, jnp.int32)
+  padded = [n + pad for n, pad in zip(sizes, pads, strict=True)]
 
-  # T[g] = smallest key with count(key <= T) >= k[g]  (k = 0 gives T = 0: nothing is below it).
-  def key_step(_, carry):
-    lo, hi = carry
-    mid = lo + (hi - lo) // 2
-    enough = _count(keys, groups, n_groups, jnp.less_equal, mid) >= k
-    return jnp.where(enough, lo, mid + 1), jnp.where(enough, mid, hi)
-
-  lo0 = jnp.zeros(n_groups, utype)
-  hi0 = jnp.full(n_groups, jnp.iinfo(utype).max, utype)
-  _, t = lax.fori_loop(0, nbits, key_step, (lo0, hi0))
-
-  n_below = _count(keys, groups, n_groups, jnp.less, t)
-  n_tied = _count(keys, groups, n_groups, jnp.equal, t)
+  lo, hi = _bracket(keys, k, padded, utype)
+  t = _kth_key(keys, k, lo, hi)
+  n_below = _counts(keys, jnp.less, t)
+  n_tied = _counts(keys, jnp.equal, t)
   keep_tied = n_tied - (k - n_below)  # ties at T that survive: the earliest ones
 
-  def tie_counts(cut):
-    # count of tied units with group-local index < cut[g]
-    return _group_totals(
-      [
-        jnp.sum((kk == t[g]) & (jnp.arange(kk.size, dtype=jnp.int32) < cut[g] - off), dtype=jnp.int32)
-        for kk, g, off in zip(keys, groups, offsets, strict=True)
-      ],
-      groups,
-      n_groups,
-    )
+  def cuts(_):
+    return jnp.stack([_tie_cut(kk == t[g], keep_tied[g]) for g, kk in enumerate(keys)])
 
-  def tie_search(_):
-    def step(_, carry):
-      lo, hi = carry
-      mid = lo + (hi - lo) // 2
-      enough = tie_counts(mid) >= keep_tied
-      return jnp.where(enough, lo, mid + 1), jnp.where(enough, mid, hi)
-
-    n_steps = max(1, math.ceil(math.log2(max(sizes) + 1)))
-    size_arr = jnp.asarray(sizes, jnp.int32)
-    _, cut = lax.fori_loop(0, n_steps, step, (jnp.zeros(n_groups, jnp.int32), size_arr))
-    return cut
-
-  # Usually no tie straddles T (keep_tied == 0 everywhere): skip the index bisection.
-  cut = lax.cond(
-    jnp.any(keep_tied > 0), tie_search, lambda _: jnp.zeros(n_groups, jnp.int32), None
-  )
-  out = []
-  for kk, g, off, shape in zip(keys, groups, offsets, shapes, strict=True):
-    idx = jnp.arange(kk.size, dtype=jnp.int32)
-    keep = (kk > t[g]) | ((kk == t[g]) & (idx < cut[g] - off))
-    out.append(keep.reshape(shape))
+  # Usually no tie straddles T (keep_tied == 0 everywhere): skip the tie search.
+  cut = lax.cond(jnp.any(keep_tied > 0), cuts, lambda _: jnp.zeros(n_groups, jnp.int32), None)
+  out: list[jax.Array] = [None] * len(scores)  # type: ignore[list-item]
+  for g, (kk, m) in enumerate(zip(keys, members, strict=True)):
+    keep = (kk > t[g]) | ((kk == t[g]) & (jnp.arange(kk.size, dtype=jnp.int32) < cut[g]))
+    offset = 0
+    for i in m:
+      out[i] = keep[offset : offset + scores[i].size].reshape(scores[i].shape)
+      offset += scores[i].size
   return out
 
 

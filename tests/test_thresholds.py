@@ -80,3 +80,34 @@ def test_float64_keys_when_enabled():
 def test_rejects_integer_scores():
   with pytest.raises(TypeError, match="floating"):
     thresholds.ordered_keys(jnp.arange(3))
+
+
+@pytest.mark.parametrize("frac", [0.0, 0.1, 0.5, 0.9, 0.999, 1.0])
+def test_large_groups_use_sample_bracket_exactly(frac):
+  """Groups above the sampling size: bracketed bisection, heavy ties, exact counts."""
+  n = 300_001
+  x = jnp.round(jax.random.normal(jax.random.key(3), (n,)) * 30) / 30  # ~200 distinct values
+  k = round(frac * n)
+  keep = thresholds.removal_keep_masks([x[:100_000], x[100_000:]], jnp.asarray([k]))
+  np.testing.assert_array_equal(np.concatenate([np.asarray(m) for m in keep]), np_keep([np.asarray(x)], k)[0])
+
+
+@pytest.mark.parametrize("frac", [0.05, 0.5, 0.95])
+def test_misleading_sample_falls_back_to_full_range(frac):
+  """Every strided-sample element is an outlier, so the bracket is wrong on one side."""
+  n = 1 << 18
+  stride = n // (1 << 15)
+  i = np.arange(n)
+  x = np.where(i % stride == 0, 1000.0 + i, np.sin(i) ).astype(np.float32)
+  k = round(frac * n)
+  for data in (x, -x):
+    keep = thresholds.removal_keep_masks([jnp.asarray(data)], jnp.asarray([k]))[0]
+    np.testing.assert_array_equal(np.asarray(keep), np_keep([data], k)[0])
+
+
+def test_layer_groups_of_mixed_sizes():
+  a = jnp.round(jax.random.normal(jax.random.key(4), (200_000,)) * 10)
+  b = jnp.round(jax.random.normal(jax.random.key(5), (37,)) * 10)
+  keep = thresholds.removal_keep_masks([a, b], jnp.asarray([150_000, 20]), groups=(0, 1))
+  np.testing.assert_array_equal(np.asarray(keep[0]), np_keep([np.asarray(a)], 150_000)[0])
+  np.testing.assert_array_equal(np.asarray(keep[1]), np_keep([np.asarray(b)], 20)[0])
