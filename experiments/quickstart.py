@@ -116,22 +116,34 @@ def main(argv=None):
       idx = order[i * args.batch : (i + 1) * args.batch]
       params, opt_state, loss = train_step(params, opt_state, masks, x_train[idx], y_train[idx])
       step += 1
-    print(f"epoch {epoch + 1}/{args.epochs}  loss {float(loss):.4f}  "
-          f"sparsity {float(pj.sparsity(masks)):.4f}  val acc {float(accuracy(params, x_val, y_val)):.4f}")
+    print(
+      f"epoch {epoch + 1}/{args.epochs}  loss {float(loss):.4f}  "
+      f"sparsity {float(pj.sparsity(masks)):.4f}  val acc {float(accuracy(params, x_val, y_val)):.4f}"
+    )
 
   params, masks = update_masks(params, step)  # the final target, exactly
   counts = pj.count_params(params)
   flops = pj.count_flops(lambda p, x: model.apply({"params": p}, x), params, x_test[:1])
   summary = {
-    "study": "quickstart", "method": "gradual_magnitude", "model": "lenet300100", "dataset": "mnist",
-    "seed": args.seed, "epochs": args.epochs, "steps": step,
+    "study": "quickstart",
+    "method": "gradual_magnitude",
+    "model": "lenet300100",
+    "dataset": "mnist",
+    "seed": args.seed,
+    "epochs": args.epochs,
+    "steps": step,
     "val_accuracy": float(accuracy(params, x_val, y_val)),
     "test_accuracy": float(accuracy(params, x_test, y_test)),
     "sparsity": float(pj.sparsity(masks)),
-    "params_total": counts.total, "params_nonzero": counts.nonzero,
-    "flops_dense": flops.flops, "flops_effective": flops.effective_flops,
-    "wall_time_s": time.time() - t_start, "device": jax.devices()[0].device_kind,
-    "command": " ".join(["python", "-m", "experiments.quickstart", *(argv if argv is not None else sys.argv[1:])]),
+    "params_total": counts.total,
+    "params_nonzero": counts.nonzero,
+    "flops_dense": flops.flops,
+    "flops_effective": flops.effective_flops,
+    "wall_time_s": time.time() - t_start,
+    "device": jax.devices()[0].device_kind,
+    "command": " ".join(
+      ["python", "-m", "experiments.quickstart", *(argv if argv is not None else sys.argv[1:])]
+    ),
     "config": vars(args),
   }
   os.makedirs(args.workdir, exist_ok=True)
@@ -139,10 +151,18 @@ def main(argv=None):
     json.dump(summary, f, indent=1)
   print()
   print("| metric | value |\n| --- | --- |")
-  for k in ("val_accuracy", "test_accuracy", "sparsity", "params_total", "params_nonzero", "flops_dense", "flops_effective"):
+  for k in (
+    "val_accuracy",
+    "test_accuracy",
+    "sparsity",
+    "params_total",
+    "params_nonzero",
+    "flops_dense",
+    "flops_effective",
+  ):
     v = summary[k]
     print(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v:,} |")
-  print(f"\nper-layer density (kernels):")
+  print("\nper-layer density (kernels):")
   for leaf in pj.mask_summary(masks):
     print(f"  {leaf.path:<24} {leaf.kept:>7,} / {leaf.total:>7,}  ({leaf.density:.3f})")
   print(f"summary: {os.path.join(args.workdir, 'summary.json')}")

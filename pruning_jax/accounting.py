@@ -40,8 +40,18 @@ from pruning_jax.tree import PyTree, is_array, leaves_with_paths, path_str
 _COUNTED = ("conv_general_dilated", "dot_general")
 # Primitives that call a sub-jaxpr once with their own operands: evaluated equation by equation.
 _CALLS = frozenset(
-  {"pjit", "jit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call",
-   "custom_vjp_call_jaxpr", "checkpoint", "remat", "remat2"}
+  {
+    "pjit",
+    "jit",
+    "closed_call",
+    "core_call",
+    "custom_jvp_call",
+    "custom_vjp_call",
+    "custom_vjp_call_jaxpr",
+    "checkpoint",
+    "remat",
+    "remat2",
+  }
 )
 
 

@@ -87,9 +87,7 @@ def erk(
   density = np.clip(density, 0.0, 1.0)
   removal = _largest_remainder((1.0 - density) * sizes, n_remove, sizes)
   frac = dict(zip(names, (removal / sizes).tolist(), strict=True))
-  return jax.tree_util.tree_map_with_path(
-    lambda p, sel: frac[keystr(p)] if sel else 0.0, selection
-  )
+  return jax.tree_util.tree_map_with_path(lambda p, sel: frac[keystr(p)] if sel else 0.0, selection)
 
 
 def _largest_remainder(ideal: np.ndarray, total: int, caps: np.ndarray) -> np.ndarray:

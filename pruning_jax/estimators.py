@@ -186,9 +186,7 @@ def hard_concrete(
   return jnp.clip(s * (zeta - gamma) + gamma, 0.0, 1.0)
 
 
-def hard_concrete_mean(
-  log_alpha: jax.Array, gamma: float = -0.1, zeta: float = 1.1
-) -> jax.Array:
+def hard_concrete_mean(log_alpha: jax.Array, gamma: float = -0.1, zeta: float = 1.1) -> jax.Array:
   """The deterministic test-time gate ``min(1, max(0, sigmoid(log_alpha) (zeta - gamma) + gamma))``."""
   _check_float(log_alpha, "log_alpha")
   return jnp.clip(jax.nn.sigmoid(log_alpha) * (zeta - gamma) + gamma, 0.0, 1.0)

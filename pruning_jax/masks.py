@@ -90,9 +90,8 @@ def apply_masks(params: PyTree, masks: PyTree) -> PyTree:
   def apply(p, m):
     if not is_array(p):
       return p
-    concrete = static_value(m)
-    if concrete is not None and concrete.all():
-      return p  # nothing removed here: skip the select
+    if np.ndim(m) == 0 and (concrete := static_value(m)) is not None and bool(concrete):
+      return p  # an unselected leaf (concrete 0-d True): no select needed
     return jnp.where(m, p, jnp.zeros((), p.dtype))
 
   return jax.tree.map(apply, params, masks)
@@ -266,13 +265,11 @@ def masks_from_scores(
   structure = struct_lib.resolve(structure)
   if selection is None:
     selection = sel_lib.select(scores)
-  paths = sel_lib.validate(scores, selection, what="selection")
+  sel_lib.validate(scores, selection, what="selection")
 
   score_leaves, treedef = jax.tree_util.tree_flatten_with_path(scores)
   sel_leaves = jax.tree_util.tree_leaves(selection)
-  per_leaf = not (is_array(sparsity) and np.ndim(sparsity) == 0) and not isinstance(
-    sparsity, (int, float)
-  )
+  per_leaf = not (is_array(sparsity) and np.ndim(sparsity) == 0) and not isinstance(sparsity, (int, float))
   if per_leaf:
     if scope != "layer":
       raise ValueError(
@@ -287,7 +284,9 @@ def masks_from_scores(
     if s:
       _check_fraction(f, keystr(path) if per_leaf else "the selection")
 
-  chosen = [(i, path, leaf) for i, ((path, leaf), s) in enumerate(zip(score_leaves, sel_leaves, strict=True)) if s]
+  chosen = [
+    (i, path, leaf) for i, ((path, leaf), s) in enumerate(zip(score_leaves, sel_leaves, strict=True)) if s
+  ]
   out: list[Any] = [jnp.asarray(True)] * len(score_leaves)
 
   if structure.local is not None:
@@ -309,7 +308,9 @@ def masks_from_scores(
     n_remove = _n_remove(sparsity, n_units)[None]
   else:
     groups = list(range(len(units)))
-    n_remove = jnp.stack([_n_remove(fractions[i], int(u.size)) for (i, _, _), u in zip(chosen, units, strict=True)])
+    n_remove = jnp.stack(
+      [_n_remove(fractions[i], int(u.size)) for (i, _, _), u in zip(chosen, units, strict=True)]
+    )
   keeps = removal_keep_masks(units, n_remove, groups)
   for (i, _, leaf), keep in zip(chosen, keeps, strict=True):
     out[i] = structure.expand(keep, tuple(leaf.shape))
@@ -331,8 +332,10 @@ def _check_fixed_fraction(structure, fraction, path) -> None:
 def masks_equal(a: PyTree, b: PyTree) -> bool:
   """Host-side exact equality of two mask trees."""
   check_structure(a, b, names=("first masks", "second masks"))
-  return all(bool(np.array_equal(np.asarray(x), np.asarray(y))) for x, y in zip(
-    jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+  return all(
+    bool(np.array_equal(np.asarray(x), np.asarray(y)))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+  )
 
 
 __all__: Sequence[str] = (

@@ -133,9 +133,7 @@ def exclude_last(selection: PyTree, n: int = 1, *, order: Sequence[str] | None =
 
 def _drop(selection: PyTree, names: Sequence[str]) -> PyTree:
   drop = set(names)
-  return jax.tree_util.tree_map_with_path(
-    lambda p, s: bool(s) and path_str(p) not in drop, selection
-  )
+  return jax.tree_util.tree_map_with_path(lambda p, s: bool(s) and path_str(p) not in drop, selection)
 
 
 def validate(params: PyTree, selection: PyTree, *, what: str = "selection") -> list[KeyPath]:
@@ -149,9 +147,7 @@ def validate(params: PyTree, selection: PyTree, *, what: str = "selection") -> l
 
   check_structure(params, selection, names=("params", what))
   paths = []
-  for (path, leaf), (_, sel) in zip(
-    leaves_with_paths(params), leaves_with_paths(selection), strict=True
-  ):
+  for (path, leaf), (_, sel) in zip(leaves_with_paths(params), leaves_with_paths(selection), strict=True):
     if not sel:
       continue
     if not is_array(leaf):

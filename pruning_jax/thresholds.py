@@ -17,7 +17,6 @@ tie actually straddles the threshold.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 
 import jax
@@ -76,18 +75,19 @@ def _bracket(keys, k, sizes, utype):
   big = [g for g in range(n_groups) if sizes[g] >= _SAMPLE_ABOVE]
   if not big:
     return lo, hi
-  samples, r_lo, r_hi = [], [], []
+  samples, ranks = [], []
   for g in big:
     sample = keys[g][: sizes[g]][:: sizes[g] // _SAMPLE_SIZE]
     n = sample.size
     p = jnp.clip(k[g].astype(jnp.float32) / sizes[g], 0.0, 1.0)
     margin = 6.0 * jnp.sqrt(n * p * (1.0 - p)) + 2.0
-    r_lo.append(jnp.clip(jnp.floor(p * n - margin), 1, n).astype(jnp.int32))
-    r_hi.append(jnp.clip(jnp.ceil(p * n + margin), 1, n).astype(jnp.int32))
-    samples.append(sample)
-  s_lo0, s_hi0 = jnp.zeros(len(big), utype), jnp.full(len(big), top, utype)
-  lo_key = _kth_key(samples, jnp.stack(r_lo), s_lo0, s_hi0)
-  hi_key = _kth_key(samples, jnp.stack(r_hi), s_lo0, s_hi0)
+    samples += [sample, sample]  # one search for both ends of the bracket
+    ranks += [
+      jnp.clip(r, 1, n).astype(jnp.int32) for r in (jnp.floor(p * n - margin), jnp.ceil(p * n + margin))
+    ]
+  ranks = jnp.stack(ranks)
+  ends = _kth_key(samples, ranks, jnp.zeros(len(samples), utype), jnp.full(len(samples), top, utype))
+  lo_key, hi_key = ends[0::2], ends[1::2]
   kb = k[jnp.asarray(big)]
   below = jnp.stack([jnp.sum(keys[g] < lo_key[i], dtype=jnp.int32) for i, g in enumerate(big)])
   upto = jnp.stack([jnp.sum(keys[g] <= hi_key[i], dtype=jnp.int32) for i, g in enumerate(big)])
@@ -104,7 +104,9 @@ def _tie_cut(tie: jax.Array, n_keep: jax.Array) -> jax.Array:
   cum = jnp.cumsum(jnp.sum(blocks, axis=1, dtype=jnp.int32))
   b = jnp.sum(cum < n_keep, dtype=jnp.int32)  # the block holding the n_keep-th tie
   before = jnp.where(b > 0, cum[jnp.maximum(b - 1, 0)], 0)
-  inner = jnp.cumsum(lax.dynamic_index_in_dim(blocks, jnp.minimum(b, blocks.shape[0] - 1), 0, False), dtype=jnp.int32)
+  inner = jnp.cumsum(
+    lax.dynamic_index_in_dim(blocks, jnp.minimum(b, blocks.shape[0] - 1), 0, False), dtype=jnp.int32
+  )
   p = jnp.sum(inner < n_keep - before, dtype=jnp.int32)
   return jnp.where(n_keep > 0, b * _BLOCK + p + 1, 0)
 

@@ -35,9 +35,7 @@ def _at(value: ScalarOrSchedule, step: jax.Array) -> jax.Array:
 
 def _need_params(params: Any, name: str) -> None:
   if params is None:
-    raise ValueError(
-      f"{name} needs the current params: call tx.update(updates, state, params, ...)."
-    )
+    raise ValueError(f"{name} needs the current params: call tx.update(updates, state, params, ...).")
 
 
 def _selection(selection: SelectionLike, params: PyTree, *, default_all_floats: bool = False) -> PyTree:
@@ -67,9 +65,7 @@ def _abs(x: jax.Array) -> jax.Array:
 
 
 def _add(updates: PyTree, grads: PyTree) -> PyTree:
-  return jax.tree.map(
-    lambda u, g: (u + g.astype(u.dtype)) if is_array(u) else u, updates, grads
-  )
+  return jax.tree.map(lambda u, g: (u + g.astype(u.dtype)) if is_array(u) else u, updates, grads)
 
 
 def keep_masked() -> optax.GradientTransformationExtraArgs:
@@ -86,9 +82,7 @@ def keep_masked() -> optax.GradientTransformationExtraArgs:
   def update(updates, state, params=None, *, masks=None, **extra):
     del params, extra
     if masks is None:
-      raise ValueError(
-        "keep_masked needs the masks: call tx.update(updates, state, params, masks=masks)."
-      )
+      raise ValueError("keep_masked needs the masks: call tx.update(updates, state, params, masks=masks).")
     check_masks(updates, masks)
     return jax.tree.map(
       lambda u, m: jnp.where(m, u, jnp.zeros((), u.dtype)) if is_array(u) else u, updates, masks
@@ -101,7 +95,9 @@ class PenaltyState(NamedTuple):
   count: jax.Array  # (), int32: number of updates so far (the step for schedules)
 
 
-def add_penalty(penalty_fn: Callable[[PyTree, jax.Array], jax.Array]) -> optax.GradientTransformationExtraArgs:
+def add_penalty(
+  penalty_fn: Callable[[PyTree, jax.Array], jax.Array],
+) -> optax.GradientTransformationExtraArgs:
   """Adds ``grad(penalty_fn)(params, step)`` to the updates: the generic penalty transform.
 
   Args:
@@ -157,9 +153,7 @@ def budget_penalty(
     _need_params(params, "budget_penalty")
 
     def penalty(p):
-      return _at(weight, state.count) * budget_loss(
-        cost_fn(p), _at(target, state.count), state.initial_cost
-      )
+      return _at(weight, state.count) * budget_loss(cost_fn(p), _at(target, state.count), state.initial_cost)
 
     grads = jax.grad(penalty)(params)
     return _add(updates, grads), state._replace(count=optax.safe_increment(state.count))
@@ -188,7 +182,9 @@ def mean_gate_penalty(
   return add_penalty(penalty)
 
 
-def l1_penalty(weight: ScalarOrSchedule, *, selection: SelectionLike = None) -> optax.GradientTransformationExtraArgs:
+def l1_penalty(
+  weight: ScalarOrSchedule, *, selection: SelectionLike = None
+) -> optax.GradientTransformationExtraArgs:
   """Adds ``weight * sign(w)``, the (sub)gradient of ``weight * sum |w|`` over selected leaves."""
 
   def penalty(params, step):
@@ -259,8 +255,6 @@ def clip_to_range(
     del extra
     _need_params(params, "clip_to_range")
     sel = _selection(selection, params, default_all_floats=True)
-    return jax.tree.map(
-      lambda u, p, s: project(u, p) if s else u, updates, params, sel
-    ), state
+    return jax.tree.map(lambda u, p, s: project(u, p) if s else u, updates, params, sel), state
 
   return optax.GradientTransformationExtraArgs(init, update)

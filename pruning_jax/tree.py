@@ -9,11 +9,10 @@ name the path with ``jax.tree_util.keystr``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 PyTree = Any
@@ -50,13 +49,6 @@ def leaves_with_paths(tree: PyTree) -> list[tuple[KeyPath, Any]]:
   return jax.tree_util.tree_flatten_with_path(tree)[0]
 
 
-def map_with_path(fn: Callable[..., Any], tree: PyTree, *rest: PyTree) -> PyTree:
-  """``jax.tree_util.tree_map_with_path`` with the structure check of :func:`check_structure`."""
-  for i, other in enumerate(rest):
-    check_structure(tree, other, names=("tree", f"argument {i + 1}"))
-  return jax.tree_util.tree_map_with_path(fn, tree, *rest)
-
-
 def check_structure(a: PyTree, b: PyTree, *, names: Sequence[str] = ("params", "masks")) -> None:
   """Raises ValueError naming every leaf path that is in one tree and not the other.
 
@@ -87,7 +79,7 @@ def check_structure(a: PyTree, b: PyTree, *, names: Sequence[str] = ("params", "
 def split_key_like(key: jax.Array, tree: PyTree) -> PyTree:
   """One independent PRNG key per leaf of ``tree``, arranged like ``tree``.
 
-  Keys are ``fold_in(key, leaf_index)``, so adding a leaf does not change other leaves' keys.
+  Leaf i (in flatten order) gets ``fold_in(key, i)``.
   """
   leaves, treedef = jax.tree_util.tree_flatten(tree)
   keys = [jax.random.fold_in(key, i) for i in range(len(leaves))]
@@ -100,15 +92,3 @@ def static_value(x: Any) -> Any:
     return np.asarray(x) if not isinstance(x, (int, float, bool)) else x
   except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
     return None
-
-
-def is_floating(x: Any) -> bool:
-  return jnp.issubdtype(x.dtype, jnp.floating)
-
-
-def tree_sum(values: Sequence[jax.Array]) -> jax.Array:
-  """Sum of a list of scalars (0 for an empty list)."""
-  total = jnp.zeros((), jnp.int32) if not values else values[0]
-  for v in values[1:]:
-    total = total + v
-  return total

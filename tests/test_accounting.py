@@ -43,7 +43,13 @@ def test_dense_macs_match_hand_count(batch):
   assert r.macs == _hand_macs(batch) and r.effective_macs == r.macs and r.flops == 2 * r.macs
   # Dense(10) is constructed before Dense(32) in the expression, so Flax names it Dense_0:
   # execution order, not names, says which layer is first.
-  assert [l.path for l in r.layers] == ["Conv_0/kernel", "Conv_1/kernel", "Conv_2/kernel", "Dense_1/kernel", "Dense_0/kernel"]
+  assert [layer.path for layer in r.layers] == [
+    "Conv_0/kernel",
+    "Conv_1/kernel",
+    "Conv_2/kernel",
+    "Dense_1/kernel",
+    "Dense_0/kernel",
+  ]
   assert r.uncounted == [] and r.speedup == 1.0
 
 
@@ -51,7 +57,13 @@ def test_masked_macs_skip_zeros_per_layer():
   model, params, x = _setup()
   masks = pj.masks_from_scores(pj.criteria.magnitude(params), 0.75)
   r = pj.count_flops(lambda p, x: model.apply({"params": p}, x), params, x, masks=masks)
-  positions = {"Conv_0/kernel": 16 * 16, "Conv_1/kernel": 8 * 8, "Conv_2/kernel": 4 * 4, "Dense_0/kernel": 1, "Dense_1/kernel": 1}
+  positions = {
+    "Conv_0/kernel": 16 * 16,
+    "Conv_1/kernel": 8 * 8,
+    "Conv_2/kernel": 4 * 4,
+    "Dense_0/kernel": 1,
+    "Dense_1/kernel": 1,
+  }
   for layer in r.layers:
     nnz = int(np.asarray(masks[layer.path.split("/")[0]]["kernel"]).sum())
     assert layer.effective_macs == nnz * positions[layer.path]
@@ -87,9 +99,11 @@ def test_equinox_and_weight_on_lhs():
   r = pj.count_flops(lambda p, x: eqx.combine(p, static)(x), params, jax.ShapeDtypeStruct((6,), jnp.float32))
   assert r.macs == 6 * 8 + 8 * 4
   masks = pj.masks_from_scores(pj.criteria.magnitude(params), 0.5)
-  r = pj.count_flops(lambda p, x: eqx.combine(p, static)(x), params, jax.ShapeDtypeStruct((6,), jnp.float32), masks=masks)
+  r = pj.count_flops(
+    lambda p, x: eqx.combine(p, static)(x), params, jax.ShapeDtypeStruct((6,), jnp.float32), masks=masks
+  )
   assert r.effective_macs == 24 + 16
-  assert [l.path for l in r.layers] == ["layers/0/weight", "layers/1/weight"]
+  assert [layer.path for layer in r.layers] == ["layers/0/weight", "layers/1/weight"]
 
 
 def test_control_flow_is_reported_not_hidden():

@@ -11,9 +11,18 @@ from pruning_jax import criteria
 def test_elementwise_criteria_match_numpy():
   params = linen_params()
   grads = jax.tree.map(lambda p: jnp.cos(p), params)
-  f = jax.jit(lambda p, g: (criteria.magnitude(p), criteria.gradient(g), criteria.saliency(p, g), criteria.movement(p, g)))
+  f = jax.jit(
+    lambda p, g: (
+      criteria.magnitude(p),
+      criteria.gradient(g),
+      criteria.saliency(p, g),
+      criteria.movement(p, g),
+    )
+  )
   mag, grad, sal, mov = f(params, grads)
-  for p, g, a, b, c, d in zip(*(jax.tree.leaves(t) for t in (params, grads, mag, grad, sal, mov))):
+  for p, g, a, b, c, d in zip(
+    *(jax.tree.leaves(t) for t in (params, grads, mag, grad, sal, mov)), strict=True
+  ):
     p, g = np.asarray(p), np.asarray(g)
     np.testing.assert_allclose(np.asarray(a), np.abs(p))
     np.testing.assert_allclose(np.asarray(b), np.abs(g))
@@ -36,12 +45,20 @@ def test_channel_norm_and_bn_scale():
   params = linen_params()
   cn = criteria.channel_norm(params, ord=2)
   k = np.asarray(params["params"]["Conv_0"]["kernel"])
-  np.testing.assert_allclose(np.asarray(cn["params"]["Conv_0"]["kernel"]), np.sqrt((k**2).sum((0, 1, 2), keepdims=True)), rtol=1e-6)
+  np.testing.assert_allclose(
+    np.asarray(cn["params"]["Conv_0"]["kernel"]), np.sqrt((k**2).sum((0, 1, 2), keepdims=True)), rtol=1e-6
+  )
   params["params"]["BatchNorm_0"] = {"scale": jnp.arange(-4.0, 4.0), "bias": jnp.zeros(8)}
   sc = criteria.bn_scale(params, {"params/Conv_0/kernel": "params/BatchNorm_0/scale"})
-  np.testing.assert_array_equal(np.asarray(sc["params"]["Conv_0"]["kernel"]).ravel(), np.abs(np.arange(-4.0, 4.0)))
-  masks = pj.masks_from_scores(sc, 0.25, structure="channels", selection=pj.select(params, include="Conv_0/kernel"))
-  np.testing.assert_array_equal(np.asarray(masks["params"]["Conv_0"]["kernel"]).ravel(), [1, 1, 1, 1, 0, 0, 1, 1])
+  np.testing.assert_array_equal(
+    np.asarray(sc["params"]["Conv_0"]["kernel"]).ravel(), np.abs(np.arange(-4.0, 4.0))
+  )
+  masks = pj.masks_from_scores(
+    sc, 0.25, structure="channels", selection=pj.select(params, include="Conv_0/kernel")
+  )
+  np.testing.assert_array_equal(
+    np.asarray(masks["params"]["Conv_0"]["kernel"]).ravel(), [1, 1, 1, 1, 0, 0, 1, 1]
+  )
   with pytest.raises(ValueError, match="not in params"):
     criteria.bn_scale(params, {"params/Conv_9/kernel": "params/BatchNorm_0/scale"})
   with pytest.raises(ValueError, match="channels"):

@@ -25,7 +25,12 @@ def _np_erk(shapes, s):
 
 @given(st.floats(0.0, 0.99))
 def test_erk_global_count_exact_and_densities(s):
-  params = {"conv": jnp.ones((3, 3, 3, 16)), "big": jnp.ones((512, 256)), "head": jnp.ones((256, 10)), "b": jnp.ones(10)}
+  params = {
+    "conv": jnp.ones((3, 3, 3, 16)),
+    "big": jnp.ones((512, 256)),
+    "head": jnp.ones((256, 10)),
+    "b": jnp.ones(10),
+  }
   alloc = distributions.erk(params, s)
   sel = ["big", "conv", "head"]
   n = sum(params[k].size for k in sel)
@@ -48,7 +53,11 @@ def test_erk_makes_small_layers_dense():
 def test_uniform_and_resolve():
   params = linen_params()
   tree, scope = distributions.resolve("uniform", params, 0.7)
-  assert scope == "layer" and tree["params"]["Dense_0"]["kernel"] == 0.7 and tree["params"]["Dense_0"]["bias"] == 0.0
+  assert (
+    scope == "layer"
+    and tree["params"]["Dense_0"]["kernel"] == 0.7
+    and tree["params"]["Dense_0"]["bias"] == 0.0
+  )
   assert distributions.resolve("global", params, 0.7) == (0.7, "global")
   with pytest.raises(ValueError, match="Unknown distribution"):
     distributions.resolve("lamp", params, 0.5)

@@ -97,7 +97,14 @@ def test_gumbel_softmax_relaxed_and_hard(axis):
   g_hard = jax.grad(lambda m: jnp.sum(est.gumbel_softmax(k, m, 0.7, axis=axis, hard=True) * w))(logits)
   g_soft = jax.grad(lambda m: jnp.sum(est.gumbel_softmax(k, m, 0.7, axis=axis) * w))(logits)
   np.testing.assert_allclose(np.asarray(g_hard), np.asarray(g_soft), rtol=1e-6)
-  check_grads(lambda m: est.gumbel_softmax(k, m, 0.7, axis=axis), (logits,), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
+  check_grads(
+    lambda m: est.gumbel_softmax(k, m, 0.7, axis=axis),
+    (logits,),
+    order=1,
+    modes=["rev"],
+    atol=1e-2,
+    rtol=1e-2,
+  )
 
 
 def test_aslp_matches_two_class_gumbel_softmax_reference():
@@ -170,8 +177,14 @@ def test_reparam_gate_values_limits_and_gradient():
   assert float(h[0]) == 0.0 and abs(float(h[-1]) - 1.0) < 1e-6
   np.testing.assert_allclose(np.asarray(h)[[1, 2, 3, 4]], [0.035, 0.378, 0.910, 0.998], atol=6e-4)
   assert float(h[3]) == float(h[5])  # even in w
-  check_grads(lambda w, t: pj.reparam_gate(w, t), (jnp.array([0.004, 0.012, -0.03]), jnp.float32(100.0)),
-              order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
+  check_grads(
+    lambda w, t: pj.reparam_gate(w, t),
+    (jnp.array([0.004, 0.012, -0.03]), jnp.float32(100.0)),
+    order=1,
+    modes=["rev"],
+    atol=1e-2,
+    rtol=1e-2,
+  )
   g = jax.grad(lambda w: pj.reparam_gate(w))(0.0)
   assert float(g) == 0.0
   with pytest.raises(ValueError, match="positive integer"):
@@ -181,8 +194,12 @@ def test_reparam_gate_values_limits_and_gradient():
 @pytest.mark.parametrize("tau", [0.0, -1.0])
 def test_non_positive_temperature(tau):
   m = jnp.zeros(3)
-  for f in (lambda: pj.aslp_sample(KEY, m, tau), lambda: pj.gumbel_sigmoid(KEY, m, tau),
-            lambda: pj.gumbel_softmax(KEY, m, tau), lambda: pj.hard_concrete(KEY, m, beta=tau)):
+  for f in (
+    lambda: pj.aslp_sample(KEY, m, tau),
+    lambda: pj.gumbel_sigmoid(KEY, m, tau),
+    lambda: pj.gumbel_softmax(KEY, m, tau),
+    lambda: pj.hard_concrete(KEY, m, beta=tau),
+  ):
     with pytest.raises(ValueError, match="must be > 0"):
       f()
 

@@ -28,7 +28,10 @@ def tied_trees(draw):
   tree = {}
   for i, shape in enumerate(draw(st.sampled_from(LAYOUTS))):
     vals = draw(st.lists(st.sampled_from(VALUES), min_size=int(np.prod(shape)), max_size=int(np.prod(shape))))
-    tree[f"layer{i}"] = {"kernel": jnp.asarray(np.reshape(vals, shape), dtype), "bias": jnp.zeros(shape[-1], dtype)}
+    tree[f"layer{i}"] = {
+      "kernel": jnp.asarray(np.reshape(vals, shape), dtype),
+      "bias": jnp.zeros(shape[-1], dtype),
+    }
   return tree
 
 
@@ -36,7 +39,11 @@ def _reference(scores, s, structure, scope, normalize):
   """Unit scores from the structure (tested against NumPy in test_structures), removal by the
   NumPy tie rule; returns [(path, expected full mask, removed units, units)]."""
   sel = pj.select(scores)
-  leaves = [(p, x) for (p, x), c in zip(jax.tree_util.tree_flatten_with_path(scores)[0], jax.tree.leaves(sel)) if c]
+  leaves = [
+    (p, x)
+    for (p, x), c in zip(jax.tree_util.tree_flatten_with_path(scores)[0], jax.tree.leaves(sel), strict=True)
+    if c
+  ]
   units = [np.asarray(structure.reduce(x, p).astype(jnp.float32)) for p, x in leaves]
   if scope == "global":
     if normalize == "l2":
@@ -145,15 +152,19 @@ def test_apply_preserves_dtype_and_zeroes(dtype):
   out = jax.jit(pj.apply_masks)(params, masks)
   chex.assert_trees_all_equal_dtypes(out, params)
   chex.assert_trees_all_equal_shapes(out, params)
-  for (p, o), m in zip(zip(jax.tree.leaves(params), jax.tree.leaves(out)), jax.tree.leaves(masks)):
-    np.testing.assert_array_equal(np.asarray(o, np.float32), np.where(np.asarray(m), np.asarray(p, np.float32), 0))
+  for p, o, m in zip(jax.tree.leaves(params), jax.tree.leaves(out), jax.tree.leaves(masks), strict=True):
+    np.testing.assert_array_equal(
+      np.asarray(o, np.float32), np.where(np.asarray(m), np.asarray(p, np.float32), 0)
+    )
 
 
 def test_apply_gradient_is_masked():
   params = {"w": jnp.arange(1.0, 7.0).reshape(2, 3)}
   masks = {"w": jnp.array([[True, False, True], [False, True, True]])}
   g = jax.jit(jax.grad(lambda p: jnp.sum(pj.apply_masks(p, masks)["w"] ** 2)))(params)
-  np.testing.assert_array_equal(np.asarray(g["w"]), np.where(np.asarray(masks["w"]), 2 * np.asarray(params["w"]), 0))
+  np.testing.assert_array_equal(
+    np.asarray(g["w"]), np.where(np.asarray(masks["w"]), 2 * np.asarray(params["w"]), 0)
+  )
 
 
 def test_init_density_summary():
@@ -166,8 +177,13 @@ def test_init_density_summary():
   np.testing.assert_allclose(float(pj.sparsity(masks)), round(0.9 * n) / n, rtol=1e-6)
   summary = pj.mask_summary(masks, params)
   assert [s.path for s in summary] == [
-    "params/Conv_0/bias", "params/Conv_0/kernel", "params/Dense_0/bias", "params/Dense_0/kernel",
-    "params/Dense_1/bias", "params/Dense_1/kernel"]
+    "params/Conv_0/bias",
+    "params/Conv_0/kernel",
+    "params/Dense_0/bias",
+    "params/Dense_0/kernel",
+    "params/Dense_1/bias",
+    "params/Dense_1/kernel",
+  ]
   assert sum(s.kept for s in summary if s.path.endswith("kernel")) == n - round(0.9 * n)
   assert all(s.kept == s.total for s in summary if s.path.endswith("bias"))
   all_sel = jax.tree.map(lambda _: True, params)
@@ -249,8 +265,7 @@ def test_unknown_structure_scope_normalize():
 
 def test_integer_params_and_empty_selection():
   with pytest.raises(TypeError, match=r"\['steps'\].*int32.*Fix"):
-    pj.init_masks({"w": jnp.ones((2, 2)), "steps": jnp.zeros((2, 2), jnp.int32)},
-                  {"w": True, "steps": True})
+    pj.init_masks({"w": jnp.ones((2, 2)), "steps": jnp.zeros((2, 2), jnp.int32)}, {"w": True, "steps": True})
   with pytest.raises(ValueError, match="empty.*Fix"):
     pj.masks_from_scores({"b": jnp.ones(3)}, 0.5)
   with pytest.raises(ValueError, match="empty"):

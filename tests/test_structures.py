@@ -38,4 +38,5 @@ def test_resolve_and_bad_arguments():
     structures.channels(reduce="median")
   with pytest.raises(ValueError, match=r"axis 4 is out of range.*\['k'\]"):
     from jax.tree_util import DictKey
+
     structures.channels(4).reduce(jnp.ones((2, 2)), (DictKey("k"),))

@@ -98,7 +98,7 @@ def test_misleading_sample_falls_back_to_full_range(frac):
   n = 1 << 18
   stride = n // (1 << 15)
   i = np.arange(n)
-  x = np.where(i % stride == 0, 1000.0 + i, np.sin(i) ).astype(np.float32)
+  x = np.where(i % stride == 0, 1000.0 + i, np.sin(i)).astype(np.float32)
   k = round(frac * n)
   for data in (x, -x):
     keep = thresholds.removal_keep_masks([jnp.asarray(data)], jnp.asarray([k]))[0]
@@ -111,3 +111,11 @@ def test_layer_groups_of_mixed_sizes():
   keep = thresholds.removal_keep_masks([a, b], jnp.asarray([150_000, 20]), groups=(0, 1))
   np.testing.assert_array_equal(np.asarray(keep[0]), np_keep([np.asarray(a)], 150_000)[0])
   np.testing.assert_array_equal(np.asarray(keep[1]), np_keep([np.asarray(b)], 20)[0])
+
+
+def test_two_large_layer_groups_bracket_independently():
+  a = jnp.round(jax.random.normal(jax.random.key(6), (150_000,)) * 20)
+  b = jnp.round(jax.random.uniform(jax.random.key(7), (140_000,)) * 1000)
+  keep = thresholds.removal_keep_masks([a, b], jnp.asarray([15_000, 120_000]), groups=(0, 1))
+  np.testing.assert_array_equal(np.asarray(keep[0]), np_keep([np.asarray(a)], 15_000)[0])
+  np.testing.assert_array_equal(np.asarray(keep[1]), np_keep([np.asarray(b)], 120_000)[0])

@@ -42,7 +42,7 @@ def test_keep_masked_pruned_weights_stay_exactly_zero(opt):
   start = params
   for i in range(50):
     params, state = step(params, state, jax.random.normal(jax.random.key(i), (8, 32)))
-  for p, p0, m in zip(jax.tree.leaves(params), jax.tree.leaves(start), jax.tree.leaves(masks)):
+  for p, m in zip(jax.tree.leaves(params), jax.tree.leaves(masks), strict=True):
     removed = ~np.broadcast_to(np.asarray(m), p.shape)
     assert np.all(np.asarray(p)[removed] == 0.0)
   # and the kept weights did train
@@ -64,7 +64,10 @@ def _gate_cost(params):
 
 
 def test_budget_penalty_gradient_equals_jax_grad_of_formula():
-  params = {"a": 0.02 * jax.random.normal(jax.random.key(0), (20, 10)), "b": 0.02 * jax.random.normal(jax.random.key(1), (30,))}
+  params = {
+    "a": 0.02 * jax.random.normal(jax.random.key(0), (20, 10)),
+    "b": 0.02 * jax.random.normal(jax.random.key(1), (30,)),
+  }
   target, lam = 50.0, 3.0
   tx = pj.budget_penalty(_gate_cost, target=target, weight=lam)
   state = tx.init(params)
@@ -86,7 +89,9 @@ def test_budget_penalty_with_schedules_and_sgd_meets_budget():
   """Gradient descent on the budget term alone drives C to C_target."""
   params = {"w": 0.02 * jax.random.normal(jax.random.key(0), (400,))}
   target = 100.0
-  tx = optax.chain(pj.budget_penalty(_gate_cost, target=lambda s: target, weight=lambda s: 1.0), optax.adam(1e-3))
+  tx = optax.chain(
+    pj.budget_penalty(_gate_cost, target=lambda s: target, weight=lambda s: 1.0), optax.adam(1e-3)
+  )
   state = tx.init(params)
 
   @jax.jit
@@ -141,7 +146,9 @@ def test_clip_to_range_lands_exactly_inside():
   new = optax.apply_updates(params, u)
   g = np.asarray(new["gates"])
   assert g.min() >= 0.0 and g.max() <= 1.0
-  np.testing.assert_allclose(g, np.clip(np.asarray(params["gates"]) + np.asarray(updates["gates"]), 0, 1), atol=1e-7)
+  np.testing.assert_allclose(
+    g, np.clip(np.asarray(params["gates"]) + np.asarray(updates["gates"]), 0, 1), atol=1e-7
+  )
   np.testing.assert_array_equal(np.asarray(new["w"]), 6.0)  # not selected
   with pytest.raises(ValueError, match="lo < hi"):
     pj.clip_to_range(1.0, 0.0)

@@ -28,8 +28,10 @@ def make_tree(total: int, key: jax.Array) -> dict[str, jax.Array]:
   sizes = np.floor(w / w.sum() * total).astype(int)
   sizes[-1] += total - sizes.sum()
   keys = jax.random.split(key, N_LEAVES)
-  return {f"layer{i:02d}": jnp.abs(jax.random.normal(k, (int(n) // 64, 64)))
-          for i, (k, n) in enumerate(zip(keys, sizes - sizes % 64 + 64 * (sizes % 64 > 0), strict=True))}
+  return {
+    f"layer{i:02d}": jnp.abs(jax.random.normal(k, (int(n) // 64, 64)))
+    for i, (k, n) in enumerate(zip(keys, sizes - sizes % 64 + 64 * (sizes % 64 > 0), strict=True))
+  }
 
 
 def ours(tree):
@@ -80,7 +82,9 @@ def main(argv=None):
   fns = {"ours": jax.jit(ours), "top_k": jax.jit(with_top_k), "sort": jax.jit(with_sort)}
   rows = []
   print(f"device: {jax.devices()[0].device_kind}, {N_LEAVES} leaves, global sparsity {SPARSITY}")
-  print(f"{'elements':>12} {'ours s':>9} {'top_k s':>9} {'sort s':>9} {'top_k/ours':>11} {'sort/ours':>10} same")
+  print(
+    f"{'elements':>12} {'ours s':>9} {'top_k s':>9} {'sort s':>9} {'top_k/ours':>11} {'sort/ours':>10} same"
+  )
   for size in args.sizes:
     tree = make_tree(int(size), jax.random.key(0))
     n = sum(x.size for x in tree.values())
@@ -90,12 +94,18 @@ def main(argv=None):
     same = pj.masks_equal(outs["ours"], outs["top_k"]) and pj.masks_equal(outs["ours"], outs["sort"])
     kept = int(pj.count_kept(outs["ours"])[0])
     assert kept == _n_keep(tree), (kept, _n_keep(tree))
-    row = {"elements": n, **{f"{k}_s": v for k, v in times.items()},
-           "top_k_over_ours": times["top_k"] / times["ours"], "sort_over_ours": times["sort"] / times["ours"],
-           "same_masks": same}
+    row = {
+      "elements": n,
+      **{f"{k}_s": v for k, v in times.items()},
+      "top_k_over_ours": times["top_k"] / times["ours"],
+      "sort_over_ours": times["sort"] / times["ours"],
+      "same_masks": same,
+    }
     rows.append(row)
-    print(f"{n:>12,} {times['ours']:>9.3f} {times['top_k']:>9.3f} {times['sort']:>9.3f} "
-          f"{row['top_k_over_ours']:>10.1f}x {row['sort_over_ours']:>9.1f}x {same}")
+    print(
+      f"{n:>12,} {times['ours']:>9.3f} {times['top_k']:>9.3f} {times['sort']:>9.3f} "
+      f"{row['top_k_over_ours']:>10.1f}x {row['sort_over_ours']:>9.1f}x {same}"
+    )
     del tree, outs
   if args.json:
     with open(args.json, "w") as f:
