@@ -24,7 +24,7 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow -p no:cacheprovider tests
 
 bench: $(STAMP)
-	$(PY) -m experiments.bench.thresholds
+	$(PY) -m experiments.bench.thresholds --json experiments/results/bench_thresholds/summary.json
 
 run: $(STAMP)
 	$(PY) -m experiments.quickstart

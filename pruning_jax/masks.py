@@ -236,7 +236,8 @@ def masks_from_scores(
   ``"channels"``, blocks for ``blocks(...)``; N:M (``nm(n, m)``) keeps n of every m.
 
   Jittable: close over ``selection``/``structure``/``scope`` (static); ``sparsity`` may be traced
-  (then its range is not checked).
+  (then its range is not checked, and the count is ``round(s * N)`` evaluated in float32: exact
+  for a Python float, within ``N * 2**-24`` of it for a traced one).
 
   Args:
     scores: pytree with the params' structure; higher = more important.
