@@ -10,10 +10,12 @@ from pruning_jax import (
   criteria,
   distributions,
   estimators,
+  methods,
   schedules,
   selection,
   structures,
   thresholds,
+  training,
   transforms,
   tree,
 )
@@ -43,6 +45,7 @@ from pruning_jax.masks import (
   masks_from_scores,
   sparsity,
 )
+from pruning_jax.pruner import Pruner, PrunerState
 from pruning_jax.selection import exclude_first, exclude_last, select
 from pruning_jax.structures import Structure, blocks, channels, nm, unstructured
 from pruning_jax.transforms import (
@@ -60,6 +63,8 @@ __all__ = [
   "FlopReport",
   "LeafSummary",
   "ParamCounts",
+  "Pruner",
+  "PrunerState",
   "Structure",
   "accounting",
   "apply_masks",
@@ -92,6 +97,7 @@ __all__ = [
   "mask_summary",
   "masks_equal",
   "masks_from_scores",
+  "methods",
   "mean_gate_penalty",
   "nm",
   "param_use_order",
@@ -105,6 +111,7 @@ __all__ = [
   "thresholds",
   "topk_ste",
   "transforms",
+  "training",
   "tree",
   "unstructured",
 ]

@@ -27,6 +27,8 @@ from pruning_jax.tree import KeyPath, PyTree, is_array, keystr, leaves_with_path
 
 Pattern = str | re.Pattern | Sequence[str | re.Pattern]
 Predicate = Callable[[str, Any], bool]
+# what APIs accept as a selection: a bool tree, regex(es), ``params -> bool tree``, or None
+SelectionLike = PyTree | str | Sequence[str] | Callable[[PyTree], PyTree] | None
 
 
 def is_weight_kernel(path: str, leaf: Any) -> bool:
@@ -168,3 +170,22 @@ def validate(params: PyTree, selection: PyTree, *, what: str = "selection") -> l
       "predicate; the default selects floating arrays with ndim > 1."
     )
   return paths
+
+
+def resolve(selection: SelectionLike, params: PyTree, *, default_all_floats: bool = False) -> PyTree:
+  """A validated static bool tree from any :data:`SelectionLike`.
+
+  None gives the default (:func:`is_weight_kernel`, or every floating leaf with
+  ``default_all_floats``); strings are ``include`` regexes; a callable is applied to params.
+  """
+  regexes = isinstance(selection, str) or (
+    isinstance(selection, (list, tuple)) and bool(selection) and all(isinstance(s, str) for s in selection)
+  )
+  if selection is None:
+    selection = select(params, include=".*" if default_all_floats else None)
+  elif regexes:
+    selection = select(params, include=selection)
+  elif callable(selection):
+    selection = selection(params)
+  validate(params, selection)
+  return selection

@@ -14,7 +14,7 @@ optimizer (like weight decay in SGD) and ``keep_masked`` / ``clip_to_range`` las
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -26,7 +26,6 @@ from pruning_jax.masks import check_masks
 from pruning_jax.tree import PyTree, is_array
 
 ScalarOrSchedule = float | Callable[[jax.Array], jax.Array]
-SelectionLike = PyTree | str | Sequence[str] | Callable[[PyTree], PyTree] | None
 
 
 def _at(value: ScalarOrSchedule, step: jax.Array) -> jax.Array:
@@ -36,21 +35,6 @@ def _at(value: ScalarOrSchedule, step: jax.Array) -> jax.Array:
 def _need_params(params: Any, name: str) -> None:
   if params is None:
     raise ValueError(f"{name} needs the current params: call tx.update(updates, state, params, ...).")
-
-
-def _selection(selection: SelectionLike, params: PyTree, *, default_all_floats: bool = False) -> PyTree:
-  """A static bool tree from a tree, regex(es), a callable or None (the default kernels)."""
-  regexes = isinstance(selection, str) or (
-    isinstance(selection, (list, tuple)) and bool(selection) and all(isinstance(s, str) for s in selection)
-  )
-  if selection is None:
-    selection = sel_lib.select(params, include=".*" if default_all_floats else None)
-  elif regexes:
-    selection = sel_lib.select(params, include=selection)
-  elif callable(selection):
-    selection = selection(params)
-  sel_lib.validate(params, selection)
-  return selection
 
 
 def _selected(params: PyTree, selection: PyTree) -> list[jax.Array]:
@@ -162,7 +146,7 @@ def budget_penalty(
 
 
 def mean_gate_penalty(
-  weight: ScalarOrSchedule, target_ratio: float, *, selection: SelectionLike
+  weight: ScalarOrSchedule, target_ratio: float, *, selection: sel_lib.SelectionLike
 ) -> optax.GradientTransformationExtraArgs:
   """Adds the gradient of ``weight * (mean |g| - r) ** 2``, the mean over every element of every
   selected gate leaf (Pruning from Scratch, Wang et al., AAAI 2020).
@@ -174,7 +158,7 @@ def mean_gate_penalty(
   """
 
   def penalty(params, step):
-    gates = _selected(params, _selection(selection, params))
+    gates = _selected(params, sel_lib.resolve(selection, params))
     total = sum(jnp.sum(_abs(g)) for g in gates)
     n = sum(g.size for g in gates)
     return _at(weight, step) * jnp.square(total / n - target_ratio)
@@ -183,12 +167,12 @@ def mean_gate_penalty(
 
 
 def l1_penalty(
-  weight: ScalarOrSchedule, *, selection: SelectionLike = None
+  weight: ScalarOrSchedule, *, selection: sel_lib.SelectionLike = None
 ) -> optax.GradientTransformationExtraArgs:
   """Adds ``weight * sign(w)``, the (sub)gradient of ``weight * sum |w|`` over selected leaves."""
 
   def penalty(params, step):
-    ws = _selected(params, _selection(selection, params))
+    ws = _selected(params, sel_lib.resolve(selection, params))
     return _at(weight, step) * sum(jnp.sum(_abs(w)) for w in ws)
 
   return add_penalty(penalty)
@@ -205,7 +189,7 @@ def group_lasso_penalty(
   weight: ScalarOrSchedule,
   *,
   axis: int = -1,
-  selection: SelectionLike = None,
+  selection: sel_lib.SelectionLike = None,
   scale_by_size: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
   """Adds the gradient of ``weight * sum_g sqrt(|g|) ||w_g||_2``, groups = slices along ``axis``
@@ -217,7 +201,7 @@ def group_lasso_penalty(
 
   def penalty(params, step):
     total = 0.0
-    for w in _selected(params, _selection(selection, params)):
+    for w in _selected(params, sel_lib.resolve(selection, params)):
       w = w.astype(jnp.float32)
       a = axis % w.ndim
       others = tuple(i for i in range(w.ndim) if i != a)
@@ -229,7 +213,7 @@ def group_lasso_penalty(
 
 
 def clip_to_range(
-  lo: float = 0.0, hi: float = 1.0, *, selection: SelectionLike = None
+  lo: float = 0.0, hi: float = 1.0, *, selection: sel_lib.SelectionLike = None
 ) -> optax.GradientTransformationExtraArgs:
   """Projects selected leaves onto ``[lo, hi]`` after the update: returns ``u'`` such that
   ``optax.apply_updates(params, u')`` lands exactly inside the range (gates clamped to [0, 1]
@@ -254,7 +238,7 @@ def clip_to_range(
   def update(updates, state, params=None, **extra):
     del extra
     _need_params(params, "clip_to_range")
-    sel = _selection(selection, params, default_all_floats=True)
+    sel = sel_lib.resolve(selection, params, default_all_floats=True)
     return jax.tree.map(lambda u, p, s: project(u, p) if s else u, updates, params, sel), state
 
   return optax.GradientTransformationExtraArgs(init, update)
