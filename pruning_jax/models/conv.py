@@ -1,0 +1,50 @@
+"""Conv2/Conv4/Conv6 (Frankle & Carbin; Zhou et al.; Ramanujan et al.; ASLP, PAPERS.md s.1):
+3x3 'SAME' convolutions with bias and ReLU, a 2x2 max-pool after every pair, then
+FC 256-256-10. No BatchNorm."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+
+from pruning_jax.models.layers import Conv3x3, he_normal_fan_in, torch_bias_init
+
+
+class ConvNet(nn.Module):
+  conv_widths: Sequence[int] = (64, 64)
+  dense_widths: Sequence[int] = (256, 256)
+  num_classes: int = 10
+  he_normal: bool = True  # kaiming_normal_(fan_in); False: Flax's lecun_normal
+  torch_bias: bool = True  # biases U(+-1/sqrt(fan_in)) as in PyTorch (ASLP keeps them frozen)
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    del train
+    kinit = he_normal_fan_in if self.he_normal else nn.initializers.lecun_normal()
+    for i, width in enumerate(self.conv_widths):
+      binit = torch_bias_init(9 * x.shape[-1]) if self.torch_bias else None
+      x = nn.relu(Conv3x3(width, kernel_init=kinit, bias_init=binit)(x))
+      if i % 2 == 1:
+        x = nn.max_pool(x, (2, 2), (2, 2))
+    x = x.reshape(x.shape[0], -1)
+    for width in self.dense_widths:
+      x = nn.relu(self._dense(width, x, kinit))
+    return self._dense(self.num_classes, x, kinit)
+
+  def _dense(self, width: int, x: jax.Array, kinit) -> jax.Array:
+    binit = torch_bias_init(x.shape[-1]) if self.torch_bias else nn.initializers.zeros
+    return nn.Dense(width, kernel_init=kinit, bias_init=binit)(x)
+
+
+def conv2(**kw) -> ConvNet:
+  return ConvNet(conv_widths=(64, 64), **kw)
+
+
+def conv4(**kw) -> ConvNet:
+  return ConvNet(conv_widths=(64, 64, 128, 128), **kw)
+
+
+def conv6(**kw) -> ConvNet:
+  return ConvNet(conv_widths=(64, 64, 128, 128, 256, 256), **kw)

@@ -1,0 +1,70 @@
+"""CIFAR ResNets with BasicBlocks: ResNet20/56 (He et al. 2016, 3 stages of 16/32/64 with
+n = 3/9 blocks) and ResNet18 (4 stages of 64-512, 2 blocks each, 3x3 stem). Projection
+shortcuts (1x1 conv + BN) where shape changes. ``inner_widths`` sets each block's first conv
+width (the channels Pruning from Scratch prunes; residual widths stay fixed)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+
+from pruning_jax.models.layers import Conv3x3, he_normal_fan_in
+
+
+def _bn(train: bool) -> nn.BatchNorm:
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
+
+
+class BasicBlock(nn.Module):
+  inner: int
+  out: int
+  stride: int = 1
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    if self.stride == 1:
+      y = Conv3x3(self.inner, use_bias=False)(x)
+    else:
+      y = nn.Conv(self.inner, (3, 3), self.stride, padding=1, use_bias=False, kernel_init=he_normal_fan_in)(x)
+    y = nn.relu(_bn(train)(y))
+    y = _bn(train)(Conv3x3(self.out, use_bias=False)(y))
+    if self.stride != 1 or x.shape[-1] != self.out:
+      x = _bn(train)(nn.Conv(self.out, (1, 1), self.stride, use_bias=False, kernel_init=he_normal_fan_in)(x))
+    return nn.relu(x + y)
+
+
+class CifarResNet(nn.Module):
+  stage_widths: Sequence[int] = (16, 32, 64)
+  blocks_per_stage: Sequence[int] = (3, 3, 3)
+  inner_widths: Sequence[int] | None = None  # one per block; default = the stage width
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    n_blocks = sum(self.blocks_per_stage)
+    inner = list(self.inner_widths) if self.inner_widths is not None else None
+    if inner is not None and len(inner) != n_blocks:
+      raise ValueError(f"inner_widths needs one width per block ({n_blocks}), got {len(inner)}.")
+    x = nn.relu(_bn(train)(Conv3x3(self.stage_widths[0], use_bias=False)(x)))
+    b = 0
+    for s, (width, n) in enumerate(zip(self.stage_widths, self.blocks_per_stage, strict=True)):
+      for i in range(n):
+        stride = 2 if s > 0 and i == 0 else 1
+        x = BasicBlock(inner[b] if inner else width, width, stride)(x, train)
+        b += 1
+    x = x.mean(axis=(1, 2))
+    return nn.Dense(self.num_classes)(x)
+
+
+def resnet20(**kw) -> CifarResNet:
+  return CifarResNet(stage_widths=(16, 32, 64), blocks_per_stage=(3, 3, 3), **kw)
+
+
+def resnet56(**kw) -> CifarResNet:
+  return CifarResNet(stage_widths=(16, 32, 64), blocks_per_stage=(9, 9, 9), **kw)
+
+
+def resnet18(**kw) -> CifarResNet:
+  return CifarResNet(stage_widths=(64, 128, 256, 512), blocks_per_stage=(2, 2, 2, 2), **kw)

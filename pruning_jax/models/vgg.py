@@ -1,0 +1,64 @@
+"""VGG for CIFAR with BatchNorm (VGG11/16/19): 3x3 conv-BN-ReLU stacks, 2x2 max-pools, one
+linear classifier on the 1x1x512 map (the common CIFAR variant; Liu et al. / Wang et al.)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+
+from pruning_jax.models.layers import Conv3x3, he_normal_fan_in
+
+M = "M"  # a 2x2 max-pool in a cfg
+CFGS = {
+  "vgg11": (64, M, 128, M, 256, 256, M, 512, 512, M, 512, 512, M),
+  "vgg16": (64, 64, M, 128, 128, M, 256, 256, 256, M, 512, 512, 512, M, 512, 512, 512, M),
+  "vgg19": (64, 64, M, 128, 128, M, 256, 256, 256, 256, M, 512, 512, 512, 512, M, 512, 512, 512, 512, M),
+}
+
+
+class VGG(nn.Module):
+  cfg: Sequence[int | str] = CFGS["vgg16"]
+  num_classes: int = 10
+  bn_scale_init: float = 1.0  # Pruning from Scratch initializes gamma to 0.5
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    for item in self.cfg:
+      if item == M:
+        x = nn.max_pool(x, (2, 2), (2, 2))
+        continue
+      x = Conv3x3(int(item), use_bias=False, kernel_init=he_normal_fan_in)(x)
+      x = nn.BatchNorm(
+        use_running_average=not train,
+        momentum=0.9,
+        epsilon=1e-5,
+        scale_init=nn.initializers.constant(self.bn_scale_init),
+      )(x)
+      x = nn.relu(x)
+    x = x.reshape(x.shape[0], -1)
+    return nn.Dense(self.num_classes)(x)
+
+
+def _widths(name: str, widths: Sequence[int] | None) -> tuple:
+  cfg = CFGS[name]
+  if widths is None:
+    return cfg
+  n_conv = sum(1 for c in cfg if c != M)
+  if len(widths) != n_conv:
+    raise ValueError(f"{name} has {n_conv} conv layers; got {len(widths)} widths.")
+  it = iter(widths)
+  return tuple(M if c == M else int(next(it)) for c in cfg)
+
+
+def vgg11(widths: Sequence[int] | None = None, **kw) -> VGG:
+  return VGG(cfg=_widths("vgg11", widths), **kw)
+
+
+def vgg16(widths: Sequence[int] | None = None, **kw) -> VGG:
+  return VGG(cfg=_widths("vgg16", widths), **kw)
+
+
+def vgg19(widths: Sequence[int] | None = None, **kw) -> VGG:
+  return VGG(cfg=_widths("vgg19", widths), **kw)
