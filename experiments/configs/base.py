@@ -1,0 +1,39 @@
+"""Defaults shared by every study config (each study overrides what it needs)."""
+
+import ml_collections
+
+
+def stage(name, epochs, pruner, optimizer, mask_optimizer=None):
+  s = ml_collections.ConfigDict()
+  s.name = name
+  s.epochs = epochs
+  s.pruner = ml_collections.ConfigDict(pruner)
+  s.optimizer = ml_collections.ConfigDict(optimizer)
+  s.mask_optimizer = ml_collections.ConfigDict(mask_optimizer) if mask_optimizer else None
+  return s
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.study = "adhoc"
+  c.method = "dense"
+  c.variant = "default"
+  c.model = "conv4"
+  c.model_kwargs = {}
+  c.dataset = "cifar10"
+  c.data_dir = None  # None: $TFDS_DATA_DIR
+  c.npz = None  # an .npz with train_image/train_label/test_image/test_label instead of TFDS
+  c.val_size = 5000
+  c.train_subset = None
+  c.augment = True
+  c.batch_size = 128
+  c.eval_batch_size = 1000
+  c.seed = 0
+  c.stages = []
+  c.checkpoint_every_steps = 500
+  c.log_every_steps = 50
+  c.select_best = False
+  c.eval_finalized = True
+  c.max_steps_this_run = None  # stop (with a checkpoint) after this many steps: for tests
+  c.progress = True
+  return c

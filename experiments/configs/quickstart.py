@@ -1,0 +1,46 @@
+"""`make run`: magnitude pruning of Conv4 on CIFAR-10 in a short CPU budget.
+
+    python -m experiments.main --config experiments/configs/quickstart.py --workdir runs/quickstart
+
+Budget (documented, not the papers'): 20,000 training images (seeded subset after carving the
+5,000-image validation split), one epoch of dense SGD training, then one epoch in which the
+weights are pruned to 90% (global magnitude, cubic Zhu & Gupta schedule over the first half of
+the epoch, masks updated every 20 steps) while training continues. Variants: `smoke` (seconds).
+"""
+
+from experiments.configs.base import base_config, stage
+
+SGD = {"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "lr_schedule": "cosine"}
+
+
+def get_config(arg: str = ""):
+  c = base_config()
+  c.study = "quickstart"
+  c.method = "gradual_magnitude"
+  c.model = "conv4"
+  c.dataset = "cifar10"
+  c.train_subset = 20_000
+  c.variant = arg or "default"
+  c.stages = [
+    stage("dense", 1, {"name": "dense"}, SGD),
+    stage(
+      "prune",
+      1,
+      {
+        "name": "magnitude",
+        "sparsity": 0.9,
+        "schedule": "polynomial",
+        "begin_epoch": 0.0,
+        "end_epoch": 0.5,
+        "frequency": 20,
+      },
+      SGD,
+    ),
+  ]
+  if arg == "smoke":
+    c.train_subset = 512
+    c.val_size = 256
+    c.batch_size = 64
+    c.eval_batch_size = 256
+    c.stages[1].pruner.frequency = 2
+  return c
