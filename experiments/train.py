@@ -254,9 +254,13 @@ class _Checkpoints:
         ]
         return meta, state
       except Exception as e:  # noqa: BLE001 - any unreadable checkpoint: say so, use the previous
+        # kept for inspection, but out of the manager's way (the resumed run saves this step again)
+        aside = os.path.join(str(self.mngr.directory), f"{step}.unreadable-{int(time.time())}")
+        os.rename(os.path.join(str(self.mngr.directory), str(step)), aside)
+        self.mngr.reload()
         print(
           f"warning: checkpoint {step} in {self.mngr.directory} is unreadable ({type(e).__name__}: "
-          f"{str(e)[:200]}); trying the previous one.",
+          f"{str(e)[:200]}); moved to {aside}; trying the previous one.",
           file=sys.stderr,
         )
     return None

@@ -10,7 +10,9 @@ from experiments import quickstart
 DATA = os.environ.get("TFDS_DATA_DIR", "")
 
 
-@pytest.mark.skipif(not os.path.isdir(os.path.join(DATA, "mnist")), reason="no prepared MNIST in TFDS_DATA_DIR")
+@pytest.mark.skipif(
+  not os.path.isdir(os.path.join(DATA, "mnist")), reason="no prepared MNIST in TFDS_DATA_DIR"
+)
 def test_quickstart_one_epoch(tmp_path, capsys):
   quickstart.main(["--epochs", "1", "--sparsity", "0.8", "--workdir", str(tmp_path)])
   summary = json.loads((tmp_path / "summary.json").read_text())

@@ -39,12 +39,12 @@ class ConvNet(nn.Module):
 
 
 def conv2(**kw) -> ConvNet:
-  return ConvNet(conv_widths=(64, 64), **kw)
+  return ConvNet(**{"conv_widths": (64, 64), **kw})
 
 
 def conv4(**kw) -> ConvNet:
-  return ConvNet(conv_widths=(64, 64, 128, 128), **kw)
+  return ConvNet(**{"conv_widths": (64, 64, 128, 128), **kw})
 
 
 def conv6(**kw) -> ConvNet:
-  return ConvNet(conv_widths=(64, 64, 128, 128, 256, 256), **kw)
+  return ConvNet(**{"conv_widths": (64, 64, 128, 128, 256, 256), **kw})

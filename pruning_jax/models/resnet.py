@@ -59,12 +59,12 @@ class CifarResNet(nn.Module):
 
 
 def resnet20(**kw) -> CifarResNet:
-  return CifarResNet(stage_widths=(16, 32, 64), blocks_per_stage=(3, 3, 3), **kw)
+  return CifarResNet(**{"stage_widths": (16, 32, 64), "blocks_per_stage": (3, 3, 3), **kw})
 
 
 def resnet56(**kw) -> CifarResNet:
-  return CifarResNet(stage_widths=(16, 32, 64), blocks_per_stage=(9, 9, 9), **kw)
+  return CifarResNet(**{"stage_widths": (16, 32, 64), "blocks_per_stage": (9, 9, 9), **kw})
 
 
 def resnet18(**kw) -> CifarResNet:
-  return CifarResNet(stage_widths=(64, 128, 256, 512), blocks_per_stage=(2, 2, 2, 2), **kw)
+  return CifarResNet(**{"stage_widths": (64, 128, 256, 512), "blocks_per_stage": (2, 2, 2, 2), **kw})

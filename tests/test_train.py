@@ -1,0 +1,188 @@
+"""The experiment runner end to end on tiny synthetic data (an .npz source, no TFDS needed)."""
+
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import data as data_lib
+from experiments import train
+from experiments.configs.base import base_config, stage
+
+SGD = {"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "lr_schedule": "cosine"}
+
+
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory):
+  rng = np.random.default_rng(0)
+  path = tmp_path_factory.mktemp("data") / "tiny.npz"
+  np.savez(
+    path,
+    train_image=rng.integers(0, 256, (160, 32, 32, 3), dtype=np.uint8),
+    train_label=rng.integers(0, 10, 160),
+    test_image=rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8),
+    test_label=rng.integers(0, 10, 40),
+  )
+  return str(path)
+
+
+def tiny_config(npz, **overrides):
+  c = base_config()
+  c.model = "conv2"
+  c.model_kwargs = {"conv_widths": (8, 8), "dense_widths": (16, 16)}
+  c.npz = npz
+  c.val_size = 32
+  c.batch_size = 32
+  c.eval_batch_size = 32
+  c.progress = False
+  c.checkpoint_every_steps = 2
+  c.log_every_steps = 1
+  c.stages = [
+    stage("dense", 1, {"name": "dense"}, SGD),
+    stage(
+      "prune",
+      1,
+      {
+        "name": "magnitude",
+        "sparsity": 0.8,
+        "schedule": "polynomial",
+        "begin_epoch": 0,
+        "end_epoch": 0.5,
+        "frequency": 1,
+      },
+      SGD,
+    ),
+  ]
+  for k, v in overrides.items():
+    c[k] = v
+  return c
+
+
+def test_two_stage_run_writes_summary_and_metrics(npz, tmp_path):
+  s = train.train_and_evaluate(tiny_config(npz), str(tmp_path))
+  on_disk = json.loads((tmp_path / "summary.json").read_text())
+  for key in (
+    "study",
+    "method",
+    "model",
+    "dataset",
+    "variant",
+    "seed",
+    "epochs",
+    "steps",
+    "test_accuracy",
+    "best_val_accuracy",
+    "sparsity",
+    "sparsity_all",
+    "params_total",
+    "params_nonzero",
+    "flops_dense",
+    "flops_effective",
+    "wall_time_s",
+    "device",
+    "git_commit",
+    "command",
+    "config",
+  ):
+    assert key in on_disk, key
+  kernels = 3 * 3 * 3 * 8 + 3 * 3 * 8 * 8 + 16 * 16 * 8 * 16 + 16 * 16 + 16 * 10
+  assert s["sparsity"] == pytest.approx(round(0.8 * kernels) / kernels)
+  assert s["steps"] == 2 * (128 // 32)
+  assert s["flops_effective"] < s["flops_dense"]
+  lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert {r["split"] for r in lines} == {"train", "val"} and lines[-1]["stage"] == 1
+
+
+def _final_params(workdir):
+  from experiments.train import _Checkpoints
+
+  ck = _Checkpoints(os.path.join(workdir, "checkpoints"))
+  step = max(ck.mngr.all_steps())
+  raw = ck.mngr.restore(
+    step,
+    args=__import__("orbax.checkpoint").checkpoint.args.Composite(
+      state=__import__("orbax.checkpoint").checkpoint.args.StandardRestore()
+    ),
+  )
+  ck.close()
+  return raw["state"]["train"]
+
+
+def test_resume_is_bit_exact(npz, tmp_path):
+  full = train.train_and_evaluate(tiny_config(npz), str(tmp_path / "full"))
+  part = tmp_path / "part"
+  first = train.train_and_evaluate(tiny_config(npz, max_steps_this_run=3), str(part))
+  assert first == {"interrupted": True, "stage": 0, "step": 3}
+  second = train.train_and_evaluate(tiny_config(npz, max_steps_this_run=3), str(part))
+  assert second["interrupted"] and second["stage"] == 1
+  resumed = train.train_and_evaluate(tiny_config(npz), str(part))
+  a, b = _final_params(tmp_path / "full"), _final_params(part)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  for key in ("test_accuracy", "best_val_accuracy", "sparsity", "params_nonzero", "flops_effective"):
+    assert resumed[key] == full[key], key
+
+
+def test_corrupted_checkpoint_falls_back_to_previous(npz, tmp_path, capsys):
+  train.train_and_evaluate(tiny_config(npz, max_steps_this_run=4, checkpoint_every_steps=1), str(tmp_path))
+  ckdir = tmp_path / "checkpoints"
+  steps = sorted(int(p) for p in os.listdir(ckdir) if p.isdigit())
+  assert steps == [3, 4]
+  shutil.rmtree(ckdir / "4" / "state")  # the newest is damaged
+  (ckdir / "4" / "state").write_text("garbage")
+  s = train.train_and_evaluate(tiny_config(npz), str(tmp_path))
+  err = capsys.readouterr().err
+  assert "checkpoint 4" in err and "unreadable" in err and "resuming from stage 0 step 3" in err
+  assert s["steps"] == 8
+
+
+def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(npz, tmp_path):
+  sgd = dict(SGD, lr=1e6, lr_schedule="constant")
+  c = tiny_config(npz)
+  c.stages = [stage("dense", 1, {"name": "dense"}, sgd)]
+  c.checkpoint_every_steps = 1
+  with pytest.raises(FloatingPointError, match="loss is nan.*last good checkpoint") as e:
+    train.train_and_evaluate(c, str(tmp_path))
+  assert "lower the learning rate" in str(e.value)
+
+
+@pytest.mark.parametrize(
+  "change,match",
+  [
+    (lambda c: setattr(c, "unknown_key", 1), "'unknown_key' is unknown"),
+    (lambda c: setattr(c, "model", "resnet9000"), "'model'='resnet9000' is unknown"),
+    (lambda c: setattr(c, "dataset", "imagenet"), "'dataset'='imagenet' is unknown"),
+    (lambda c: setattr(c, "train_subset", "many"), "'train_subset' must be int/NoneType, got str"),
+    (lambda c: setattr(c.stages[1].pruner, "name", "lottery"), r"stages\[1\].pruner.name"),
+    (lambda c: setattr(c, "stages", []), "'stages' is empty"),
+  ],
+)
+def test_config_errors_name_the_key(npz, tmp_path, change, match):
+  c = tiny_config(npz)
+  change(c)
+  with pytest.raises(ValueError, match=match):
+    train.train_and_evaluate(c, str(tmp_path))
+
+
+def test_data_errors(tmp_path, monkeypatch):
+  with pytest.raises(data_lib.DataError, match="TFDS_DATA_DIR.*Fix"):
+    data_lib.read_arrays("cifar10", data_dir=str(tmp_path / "empty"), cache_dir=str(tmp_path / "cache"))
+  bad = tmp_path / "bad.npz"
+  np.savez(bad, train_image=np.zeros((2, 4, 4, 3), np.uint8))
+  with pytest.raises(data_lib.DataError, match="lacks keys"):
+    data_lib.read_arrays("cifar10", npz=str(bad))
+  with pytest.raises(data_lib.DataError, match="Unknown dataset"):
+    data_lib.read_arrays("imagenet")
+
+
+def test_augment_and_order_are_seeded():
+  imgs = jax.numpy.asarray(np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8))
+  a = data_lib.augment(jax.random.PRNGKey(0), imgs)
+  b = data_lib.augment(jax.random.PRNGKey(0), imgs)
+  np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert a.shape == imgs.shape and a.dtype == np.uint8
+  o = data_lib.epoch_order(jax.random.PRNGKey(1), 100, 32)
+  assert o.shape == (3, 32) and len(set(np.asarray(o).ravel().tolist())) == 96
