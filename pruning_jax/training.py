@@ -193,3 +193,19 @@ def make_eval_step(
     }
 
   return step
+
+
+def data_parallel(mesh: jax.sharding.Mesh, axis: str = "data"):
+  """``(replicate, shard_batch)`` for data-parallel training on ``mesh``: the train state (params,
+  masks, pruner and optimizer state) is replicated, the batch is split along ``axis``; the jitted
+  step then runs on every device and XLA inserts the gradient all-reduce."""
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axis))
+
+  def replicate(tree):
+    return jax.device_put(tree, replicated)
+
+  def shard_batch(batch):
+    return jax.device_put(batch, split)
+
+  return replicate, shard_batch

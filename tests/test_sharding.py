@@ -35,3 +35,49 @@ def test_masks_match_on_8_virtual_devices():
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
   out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+
+
+TRAIN_SCRIPT = textwrap.dedent(
+  """
+  import jax, jax.numpy as jnp, numpy as np, optax
+  from jax.sharding import Mesh
+  import pruning_jax as pj
+  from pruning_jax import models, training
+  assert jax.device_count() == 8
+  replicate, shard_batch = training.data_parallel(Mesh(np.array(jax.devices()), ("data",)))
+  x = jax.random.normal(jax.random.key(0), (16, 32, 32, 3)); y = jnp.arange(16) % 10
+
+  def both(model):
+    pruner = pj.methods.magnitude(0.7)
+    tx = training.optimizer(optax.sgd(0.1, momentum=0.9), pruner=pruner)
+    state = training.init_train_state(jax.random.key(1), model.init(jax.random.key(2), x), pruner, tx)
+    step = jax.jit(training.make_train_step(training.linen_apply(model), pruner, tx))
+    ref, m_ref = step(state, {"image": x, "label": y})
+    batch = shard_batch({"image": x, "label": y})
+    assert batch["image"].sharding.num_devices == 8
+    got, m_got = step(replicate(state), batch)
+    assert abs(float(m_got["loss"]) - float(m_ref["loss"])) < 1e-5
+    for a, b in zip(jax.tree.leaves(got.pruner_state), jax.tree.leaves(ref.pruner_state)):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    return state, ref, got
+
+  # no BatchNorm: each update equals the 1-device one up to float reassociation of the sums
+  state, ref, got = both(models.get_model("conv2", conv_widths=(4, 4), dense_widths=(8, 8)))
+  for a, b, s0 in zip(jax.tree.leaves(got.params), jax.tree.leaves(ref.params), jax.tree.leaves(state.params)):
+    da, db = np.asarray(a) - np.asarray(s0), np.asarray(b) - np.asarray(s0)
+    np.testing.assert_allclose(da, db, rtol=1e-3, atol=1e-4 * np.abs(db).max() + 1e-12)
+  # BatchNorm: the batch statistics are global (a missing all-reduce would be off by O(1))
+  state, ref, got = both(models.get_model("resnet20", stage_widths=(4, 8, 8)))
+  for a, b in zip(jax.tree.leaves(got.model_state), jax.tree.leaves(ref.model_state)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+  print("OK")
+  """
+)
+
+
+def test_data_parallel_train_step_matches_one_device():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+  out = subprocess.run(
+    [sys.executable, "-c", TRAIN_SCRIPT], env=env, capture_output=True, text=True, timeout=600
+  )
+  assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
