@@ -25,9 +25,13 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m experiments.bench.thresholds --json experiments/results/bench_thresholds/summary.json
+	mkdir -p experiments/results/bench_train_step
+	$(PY) -m experiments.bench.train_step --json experiments/results/bench_train_step/summary.json
 
 run: $(STAMP)
-	$(PY) -m experiments.quickstart
+	$(PY) -m experiments.main --config experiments/configs/quickstart.py --workdir runs/quickstart
+	$(PY) -m experiments.report runs/quickstart --title "Quickstart: Conv4 / CIFAR-10, magnitude pruning to 90%" > /dev/null
+	@echo "report: runs/quickstart/RESULTS.md (plots beside it)"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pruning_jax experiments tests

@@ -63,7 +63,8 @@ TRAIN_SCRIPT = textwrap.dedent(
 
   # no BatchNorm: each update equals the 1-device one up to float reassociation of the sums
   state, ref, got = both(models.get_model("conv2", conv_widths=(4, 4), dense_widths=(8, 8)))
-  for a, b, s0 in zip(jax.tree.leaves(got.params), jax.tree.leaves(ref.params), jax.tree.leaves(state.params)):
+  leaves = jax.tree.leaves
+  for a, b, s0 in zip(leaves(got.params), leaves(ref.params), leaves(state.params)):
     da, db = np.asarray(a) - np.asarray(s0), np.asarray(b) - np.asarray(s0)
     np.testing.assert_allclose(da, db, rtol=1e-3, atol=1e-4 * np.abs(db).max() + 1e-12)
   # BatchNorm: the batch statistics are global (a missing all-reduce would be off by O(1))

@@ -2,7 +2,7 @@
 
     python -m experiments.main --config experiments/configs/quickstart.py --workdir runs/quickstart
 
-Budget (documented, not the papers'): 20,000 training images (seeded subset after carving the
+Budget (documented, not the papers'): 15,000 training images (seeded subset after carving the
 5,000-image validation split), one epoch of dense SGD training, then one epoch in which the
 weights are pruned to 90% (global magnitude, cubic Zhu & Gupta schedule over the first half of
 the epoch, masks updated every 20 steps) while training continues. Variants: `smoke` (seconds).
@@ -19,7 +19,7 @@ def get_config(arg: str = ""):
   c.method = "gradual_magnitude"
   c.model = "conv4"
   c.dataset = "cifar10"
-  c.train_subset = 20_000
+  c.train_subset = 15_000
   c.variant = arg or "default"
   c.stages = [
     stage("dense", 1, {"name": "dense"}, SGD),
