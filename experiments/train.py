@@ -272,10 +272,22 @@ class _Checkpoints:
 # ---------------------------------------------------------------------------- the loop
 
 
+def _record(state: training.TrainState, stage: int, val_accuracy: float) -> dict[str, Any]:
+  """What the run reports at the end: the best-validation (or last) model of a stage."""
+  return {
+    "params": state.params,
+    "pruner_state": state.pruner_state,
+    "model_state": state.model_state,
+    "val_accuracy": jnp.asarray(val_accuracy, jnp.float32),
+    "stage": jnp.asarray(stage, jnp.int32),
+  }
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs every stage of ``config`` in ``workdir``; returns (and writes) the summary."""
   validate_config(config)
   t0 = time.time()
+  commit = _git_commit()  # the code this run started from
   os.makedirs(workdir, exist_ok=True)
   ds = data_lib.load(
     config.dataset,
@@ -326,14 +338,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     return {"train": fresh_state(si, params, model_state), "best": _best_template(si)}
 
   def _best_template(si):
-    st = fresh_state(si, params, model_state)
-    return {
-      "params": st.params,
-      "pruner_state": st.pruner_state,
-      "model_state": st.model_state,
-      "val_accuracy": jnp.zeros((), jnp.float32),
-      "stage": jnp.zeros((), jnp.int32),
-    }
+    return _record(fresh_state(si, params, model_state), si, 0.0)
 
   restored = ckpt.restore(template_for)
   start_stage, state, best = 0, None, None
@@ -354,13 +359,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if state is None:
       state = fresh_state(si, params, model_state)
     if best is None:
-      best = {
-        "params": state.params,
-        "pruner_state": state.pruner_state,
-        "model_state": state.model_state,
-        "val_accuracy": jnp.asarray(-1.0, jnp.float32),
-        "stage": jnp.asarray(si, jnp.int32),
-      }
+      best = _record(state, si, -1.0)
     train_step = jax.jit(training.make_train_step(apply_fn, pruner, tx))
     eval_step = jax.jit(training.make_eval_step(apply_fn, pruner, finalized=config.eval_finalized))
     data_key = jax.random.fold_in(root, 2000 + si)
@@ -416,13 +415,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             }
           )
           if val["accuracy"] > float(best["val_accuracy"]) or not config.select_best:
-            best = {
-              "params": state.params,
-              "pruner_state": state.pruner_state,
-              "model_state": state.model_state,
-              "val_accuracy": jnp.asarray(max(val["accuracy"], float(best["val_accuracy"])), jnp.float32),
-              "stage": jnp.asarray(si, jnp.int32),
-            }
+            best = _record(state, si, max(val["accuracy"], float(best["val_accuracy"])))
         if ckpt_due or interrupted:
           ckpt.save(global_offset + step, {"train": state, "best": best}, {"stage": si})
           last_good = global_offset + step
@@ -461,6 +454,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     train_acc,
     global_offset,
     time.time() - t0,
+    commit,
   )
   ckpt.close()
   metrics_file.close()
@@ -468,7 +462,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
 
 def _summary(
-  config, workdir, params, masks, model_state, apply_fn, example, test, val, best_val, train_acc, steps, wall
+  config,
+  workdir,
+  params,
+  masks,
+  model_state,
+  apply_fn,
+  example,
+  test,
+  val,
+  best_val,
+  train_acc,
+  steps,
+  wall,
+  commit,
 ) -> dict[str, Any]:
   counts = pj.count_params(params)
   prunable = [m for m in jax.tree.leaves(masks) if np.ndim(m) > 0]
@@ -500,7 +507,7 @@ def _summary(
     "layer_density": [{"path": s.path, "kept": s.kept, "total": s.total} for s in pj.mask_summary(masks)],
     "wall_time_s": wall,
     "device": jax.devices()[0].device_kind,
-    "git_commit": _git_commit(),
+    "git_commit": commit,
     "command": " ".join(sys.argv),
     "config": json.loads(config.to_json_best_effort()),
   }
