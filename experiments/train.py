@@ -132,6 +132,7 @@ _TOP_KEYS = {
   "max_steps_this_run": (int, type(None)),
   "eval_finalized": bool,
   "progress": bool,
+  "normalization": (list, tuple, type(None)),
 }
 _STAGE_KEYS = {
   "name": str,
@@ -296,6 +297,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     val_size=config.val_size,
     seed=config.seed,
     train_subset=config.get("train_subset"),
+    normalization=tuple(map(tuple, config.normalization)) if config.get("normalization") else None,
   )
   model = models_lib.get_model(config.model, num_classes=ds.num_classes, **config.get("model_kwargs", {}))
   apply_fn = training.linen_apply(model)

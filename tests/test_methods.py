@@ -10,8 +10,10 @@ from pruning_jax import training
 
 def _params(key=0):
   k = jax.random.split(jax.random.key(key), 2)
-  return {"a": {"kernel": jax.random.normal(k[0], (20, 10)), "bias": jnp.zeros(10)},
-          "b": {"kernel": jax.random.normal(k[1], (10, 5)), "bias": jnp.zeros(5)}}
+  return {
+    "a": {"kernel": jax.random.normal(k[0], (20, 10)), "bias": jnp.zeros(10)},
+    "b": {"kernel": jax.random.normal(k[1], (10, 5)), "bias": jnp.zeros(5)},
+  }
 
 
 def test_dense_pruner_is_identity_with_zero_sparsity():
@@ -77,7 +79,9 @@ def test_learned_mask_gradients_reach_variables_only_and_weights_stay_frozen():
   params, masks = pruner.finalize(state.params, state.pruner_state)
   m = np.asarray(state.pruner_state.variables["a"]["kernel"])
   np.testing.assert_array_equal(np.asarray(masks["a"]["kernel"]), m >= 0)
-  np.testing.assert_array_equal(np.asarray(params["a"]["kernel"]), np.where(m >= 0, np.asarray(p["a"]["kernel"]), 0))
+  np.testing.assert_array_equal(
+    np.asarray(params["a"]["kernel"]), np.where(m >= 0, np.asarray(p["a"]["kernel"]), 0)
+  )
 
 
 def test_straight_through_forward_and_eval():

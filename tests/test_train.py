@@ -158,6 +158,7 @@ def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(npz, tmp_path):
     (lambda c: setattr(c, "train_subset", "many"), "'train_subset' must be int/NoneType, got str"),
     (lambda c: setattr(c.stages[1].pruner, "name", "lottery"), r"stages\[1\].pruner.name"),
     (lambda c: setattr(c, "stages", []), "'stages' is empty"),
+    (lambda c: setattr(c, "normalization", "imagenet"), "'normalization' must be list/tuple/NoneType"),
   ],
 )
 def test_config_errors_name_the_key(npz, tmp_path, change, match):

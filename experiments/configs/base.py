@@ -25,6 +25,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.npz = None  # an .npz with train_image/train_label/test_image/test_label instead of TFDS
   c.val_size = 5000
   c.train_subset = None
+  c.normalization = None  # ((mean per channel), (std per channel)); None: experiments.data.NORMALIZATION
   c.augment = True
   c.batch_size = 128
   c.eval_batch_size = 1000
