@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 
 from pruning_jax import masks as masks_lib
-from pruning_jax.estimators import hard_threshold_ste
 from pruning_jax import selection as sel_lib
+from pruning_jax.estimators import hard_threshold_ste
 from pruning_jax.pruner import Pruner, PrunerState, no_update
 from pruning_jax.tree import split_key_like
 
