@@ -169,7 +169,7 @@ def test_config_errors_name_the_key(npz, tmp_path, change, match):
 
 
 def test_data_errors(tmp_path, monkeypatch):
-  with pytest.raises(data_lib.DataError, match="TFDS_DATA_DIR.*Fix"):
+  with pytest.raises(data_lib.DataError, match=r"(?s)TFDS_DATA_DIR.*Fix"):
     data_lib.read_arrays("cifar10", data_dir=str(tmp_path / "empty"), cache_dir=str(tmp_path / "cache"))
   bad = tmp_path / "bad.npz"
   np.savez(bad, train_image=np.zeros((2, 4, 4, 3), np.uint8))
