@@ -6,6 +6,7 @@ import shutil
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from experiments import data as data_lib
@@ -97,16 +98,10 @@ def test_two_stage_run_writes_summary_and_metrics(npz, tmp_path):
 
 
 def _final_params(workdir):
-  from experiments.train import _Checkpoints
-
-  ck = _Checkpoints(os.path.join(workdir, "checkpoints"))
+  """The TrainState tree of the newest checkpoint, restored without a template."""
+  ck = train._Checkpoints(os.path.join(workdir, "checkpoints"))
   step = max(ck.mngr.all_steps())
-  raw = ck.mngr.restore(
-    step,
-    args=__import__("orbax.checkpoint").checkpoint.args.Composite(
-      state=__import__("orbax.checkpoint").checkpoint.args.StandardRestore()
-    ),
-  )
+  raw = ck.mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
   ck.close()
   return raw["state"]["train"]
 
