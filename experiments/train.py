@@ -73,6 +73,23 @@ PRUNERS: dict[str, Callable[[ml_collections.ConfigDict, int, int], pj.Pruner]] =
     distribution=p.get("distribution", "global"),
     selection=_selection(p),
   ),
+  "aslp": lambda p, spe, total: pj.methods.aslp(
+    temperature=float(p.get("temperature", 1.0)),
+    smart_rescale=bool(p.get("smart_rescale", False)),
+    signed_constant=bool(p.get("signed_constant", False)),
+    selection=_selection(p),
+  ),
+  "supermask": lambda p, spe, total: pj.methods.supermask(
+    dynamic_rescale=bool(p.get("dynamic_rescale", False)),
+    signed_constant=bool(p.get("signed_constant", False)),
+    selection=_selection(p),
+  ),
+  "edge_popup": lambda p, spe, total: pj.methods.edge_popup(
+    float(p.get("keep_fraction", 0.5)),
+    signed_constant=p.get("signed_constant", None),
+    scale_fan=bool(p.get("scale_fan", False)),
+    selection=_selection(p),
+  ),
 }
 
 
@@ -133,6 +150,7 @@ _TOP_KEYS = {
   "eval_finalized": bool,
   "progress": bool,
   "normalization": (list, tuple, type(None)),
+  "sampled_test_passes": int,
 }
 _STAGE_KEYS = {
   "name": str,
@@ -140,6 +158,7 @@ _STAGE_KEYS = {
   "pruner": dict,
   "optimizer": dict,
   "mask_optimizer": (dict, type(None)),
+  "variable_optimizers": dict,
 }
 
 
@@ -322,9 +341,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   for stage in config.stages:
     total = int(round(stage.epochs * spe))
     pruner = PRUNERS[stage.pruner.name](stage.pruner, spe, total)
-    tx = training.optimizer(
-      _transform(stage.optimizer, total), _transform(stage.get("mask_optimizer"), total), pruner=pruner
-    )
+    variables_tx = {"variables": _transform(stage.get("mask_optimizer"), total)}
+    for label, o in stage.get("variable_optimizers", {}).items():
+      variables_tx[label] = _transform(ml_collections.ConfigDict(o), total)
+    tx = training.optimizer(_transform(stage.optimizer, total), variables_tx, pruner=pruner)
     stage_objs.append((stage, total, pruner, tx))
 
   def fresh_state(si, params, model_state):
@@ -441,6 +461,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   eval_step = jax.jit(training.make_eval_step(apply_fn, pruner, finalized=True))
   test = _evaluate(eval_step, final, ds.test_image, ds.test_label, ds, config.eval_batch_size, eval_key)
   val = _evaluate(eval_step, final, ds.val_image, ds.val_label, ds, config.eval_batch_size, eval_key)
+  passes = int(config.get("sampled_test_passes", 0))
+  if passes:
+    # stochastic methods (supermask, ASLP): accuracy of freshly sampled masks, pass by pass
+    sampled_step = jax.jit(training.make_eval_step(apply_fn, pruner, finalized=False))
+    test["sampled"] = [
+      _evaluate(
+        sampled_step,
+        final,
+        ds.test_image,
+        ds.test_label,
+        ds,
+        config.eval_batch_size,
+        jax.random.fold_in(eval_key, 100 + i),
+      )["accuracy"]
+      for i in range(passes)
+    ]
   params, masks = pruner.finalize(final.params, final.pruner_state)
   summary = _summary(
     config,
@@ -497,8 +533,10 @@ def _summary(
     "steps": int(steps),
     "test_accuracy": test["accuracy"],
     "test_loss": test["loss"],
+    **_sampled_fields(test.get("sampled")),
     "val_accuracy": val["accuracy"],
     "best_val_accuracy": best_val,
+    **_curve_fields(workdir, len(config.stages) - 1),
     "last_train_batch_accuracy": train_acc,
     "sparsity": sparsity,
     "sparsity_all": 1.0 - int(kept_all) / int(total_all),
@@ -516,3 +554,32 @@ def _summary(
   with open(os.path.join(workdir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=1)
   return summary
+
+
+def _sampled_fields(accs: list[float] | None) -> dict[str, Any]:
+  if not accs:
+    return {}
+  return {
+    "test_accuracy_sampled_mean": float(np.mean(accs)),
+    "test_accuracy_sampled_std": float(np.std(accs)),
+    "test_accuracy_sampled": accs,
+  }
+
+
+def _curve_fields(workdir: str, stage: int) -> dict[str, Any]:
+  """The last stage's validation curve from metrics.jsonl (a resumed run logs a step again: the
+  later record wins) and the epoch of its best accuracy (the first, on ties)."""
+  by_step: dict[int, dict] = {}
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    for line in f:
+      r = json.loads(line)
+      if r.get("split") == "val" and r.get("stage") == stage:
+        by_step[r["step"]] = r
+  curve = [
+    {"epoch": r["epoch"], "accuracy": r["accuracy"], "sparsity": r["sparsity"]}
+    for _, r in sorted(by_step.items())
+  ]
+  if not curve:
+    return {"val_curve": []}
+  best = max(range(len(curve)), key=lambda i: (curve[i]["accuracy"], -i))
+  return {"val_curve": curve, "best_val_epoch": curve[best]["epoch"]}

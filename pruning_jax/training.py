@@ -83,10 +83,15 @@ def optimizer(
     raise ValueError("'weights' is reserved for the model weights' transform; rename that label.")
 
   def labels(tree):
-    return {
-      "params": jax.tree.map(lambda _: "weights", tree["params"]),
-      "variables": pruner.labels(tree["variables"]),
-    }
+    var_labels = pruner.labels(tree["variables"])
+    missing = sorted(set(jax.tree.leaves(var_labels)) - set(txs))
+    if missing:
+      raise ValueError(
+        f"the pruner labels variables {missing} but the optimizer has transforms only for "
+        f"{sorted(txs)}. Fix: pass variables={{label: transform}} covering every label, e.g. "
+        f"{{'variables': optax.sgd(...), {missing[0]!r}: optax.sgd(...)}}."
+      )
+    return {"params": jax.tree.map(lambda _: "weights", tree["params"]), "variables": var_labels}
 
   return optax.chain(optax.multi_transform(txs, labels), keep_masked())
 

@@ -3,13 +3,16 @@
 import ml_collections
 
 
-def stage(name, epochs, pruner, optimizer, mask_optimizer=None):
+def stage(name, epochs, pruner, optimizer, mask_optimizer=None, variable_optimizers=None):
+  """One stage; ``variable_optimizers`` maps further pruner labels (e.g. ASLP's ``"rescale"``) to
+  optimizer configs."""
   s = ml_collections.ConfigDict()
   s.name = name
   s.epochs = epochs
   s.pruner = ml_collections.ConfigDict(pruner)
   s.optimizer = ml_collections.ConfigDict(optimizer)
   s.mask_optimizer = ml_collections.ConfigDict(mask_optimizer) if mask_optimizer else None
+  s.variable_optimizers = dict(variable_optimizers or {})
   return s
 
 
@@ -37,4 +40,5 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_finalized = True
   c.max_steps_this_run = None  # stop (with a checkpoint) after this many steps: for tests
   c.progress = True
+  c.sampled_test_passes = 0  # > 0: also report test accuracy of this many sampled masks
   return c

@@ -2,6 +2,28 @@
 
 from pruning_jax.methods.dense import dense
 from pruning_jax.methods.magnitude import MagnitudeBuffers, magnitude, score_pruning
-from pruning_jax.methods.mask_learning import learned_mask, straight_through
+from pruning_jax.methods.mask_learning import (
+  aslp,
+  edge_popup,
+  empirical_std,
+  kaiming_std,
+  kaiming_uniform_scores,
+  learned_mask,
+  straight_through,
+  supermask,
+)
 
-__all__ = ["MagnitudeBuffers", "dense", "learned_mask", "magnitude", "score_pruning", "straight_through"]
+__all__ = [
+  "MagnitudeBuffers",
+  "aslp",
+  "dense",
+  "edge_popup",
+  "empirical_std",
+  "kaiming_std",
+  "kaiming_uniform_scores",
+  "learned_mask",
+  "magnitude",
+  "score_pruning",
+  "straight_through",
+  "supermask",
+]
