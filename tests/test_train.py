@@ -182,3 +182,56 @@ def test_augment_and_order_are_seeded():
   assert a.shape == imgs.shape and a.dtype == np.uint8
   o = data_lib.epoch_order(jax.random.PRNGKey(1), 100, 32)
   assert o.shape == (3, 32) and len(set(np.asarray(o).ravel().tolist())) == 96
+
+
+def test_aslp_run_with_rescale_optimizer_reports_curve_and_sampled_test(npz, tmp_path):
+  mask_sgd = {"name": "sgd", "lr": 50.0, "momentum": 0.9}
+  rescale_sgd = {"name": "sgd", "lr": 1e-3, "momentum": 0.9}
+  c = tiny_config(npz, select_best=True, sampled_test_passes=3)
+  c.stages = [
+    stage(
+      "aslp",
+      2,
+      {"name": "aslp", "smart_rescale": True, "signed_constant": True},
+      {"name": "frozen"},
+      mask_sgd,
+      {"rescale": rescale_sgd},
+    )
+  ]
+  s = train.train_and_evaluate(c, str(tmp_path))
+  assert [r["epoch"] for r in s["val_curve"]] == [1.0, 2.0]
+  best = max(s["val_curve"], key=lambda r: r["accuracy"])
+  assert s["best_val_epoch"] == best["epoch"] and s["best_val_accuracy"] == pytest.approx(best["accuracy"])
+  assert len(s["test_accuracy_sampled"]) == 3
+  assert s["test_accuracy_sampled_mean"] == pytest.approx(np.mean(s["test_accuracy_sampled"]))
+  assert 0.0 < s["sparsity"] < 1.0  # emergent: whatever fraction of logits ended below 0
+  ckpt = _final_params(str(tmp_path))
+  assert float(ckpt["pruner_state"]["variables"]["rescale"]["Dense_0"]["kernel"]) != 1.0
+
+
+def test_missing_rescale_optimizer_names_the_label(npz, tmp_path):
+  c = tiny_config(npz)
+  c.stages = [
+    stage("aslp", 1, {"name": "aslp", "smart_rescale": True}, {"name": "frozen"}, {"name": "sgd", "lr": 50.0})
+  ]
+  with pytest.raises(ValueError, match="rescale"):
+    train.train_and_evaluate(c, str(tmp_path))
+
+
+def test_aslp_config_grid_and_bad_arguments():
+  from experiments.configs import aslp
+  from experiments.sweep import run_name
+
+  runs = aslp.grid("cpu_conv2")
+  names = [run_name(aslp.get_config(a)) for a in runs]
+  assert len(names) == len(set(names)) == 20
+  assert sum("edge_popup" in n for n in names) == 4 and sum("supermask" in n for n in names) == 4
+  c = aslp.get_config("method=edge_popup,model=conv4,wr=1,sc=1,da=1,seed=1")
+  assert c.stages[0].pruner.scale_fan and c.stages[0].mask_optimizer.lr == 0.1 and c.augment
+  train.validate_config(c)
+  with pytest.raises(ValueError, match="key=value"):
+    aslp.get_config("method=aslp,tau=2")
+  with pytest.raises(ValueError, match="budget='huge'"):
+    aslp.get_config("budget=huge")
+  with pytest.raises(ValueError, match="cpu_conv2"):
+    aslp.grid("conv9")
