@@ -1,0 +1,268 @@
+"""The ASLP study's RESULTS.md and plots from the collected summaries.
+
+    python -m experiments.report_aslp experiments/results/aslp
+
+Tables: the poster grid (ours as mean +- std over seeds beside the published number, as
+context), the pruning rate each ASLP run reached, epochs to the best validation accuracy with
+and without smart rescale, supermask's sampled against deterministic test accuracy, and the
+paper's two claims read off the same numbers. Plots: validation accuracy against epoch per net.
+Every number printed comes from the summaries in the folder, except the published column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections import defaultdict
+from typing import Any
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from experiments.report import load_summaries  # noqa: E402
+
+# Poster (PAPERS.md section 1, tier B), CIFAR-10 test accuracy in %: (row, variant) -> value.
+PUBLISHED = {
+  "conv2": {
+    ("supermask", "plain"): 64.4,
+    ("supermask", "wr"): 65.0,
+    ("supermask", "sc"): 66.3,
+    ("supermask", "wr+sc"): 66.0,
+    ("aslp", "plain"): 68.7,
+    ("aslp", "wr"): 67.8,
+    ("aslp", "sc"): 68.4,
+    ("aslp", "wr+sc"): 67.1,
+    ("edge_popup+da", "sc"): 71.5,
+    ("edge_popup+da", "wr+sc"): 71.7,
+    ("aslp+da", "sc"): 77.5,
+    ("aslp+da", "wr+sc"): 77.5,
+  },
+  "conv6": {
+    ("supermask", "plain"): 63.5,
+    ("supermask", "wr"): 76.3,
+    ("supermask", "sc"): 65.4,
+    ("supermask", "wr+sc"): 76.5,
+    ("aslp", "plain"): 73.7,
+    ("aslp", "wr"): 77.0,
+    ("aslp", "sc"): 72.6,
+    ("aslp", "wr+sc"): 76.6,
+    ("edge_popup+da", "sc"): 84.5,
+    ("edge_popup+da", "wr+sc"): 85.1,
+    ("aslp+da", "sc"): 86.3,
+    ("aslp+da", "wr+sc"): 86.9,
+  },
+}
+VARIANTS = ("plain", "wr", "sc", "wr+sc")
+ROWS = ("supermask", "aslp", "edge_popup+da", "aslp+da")
+
+
+def row_and_variant(s: dict[str, Any]) -> tuple[str, str]:
+  """('aslp+da', 'wr+sc') from method 'aslp' and variant 'wr+sc+da'."""
+  variant = s["variant"]
+  da = variant.endswith("+da")
+  return s["method"] + ("+da" if da else ""), variant.removesuffix("+da")
+
+
+def group(summaries) -> dict[tuple[str, str, str], list[dict]]:
+  out = defaultdict(list)
+  for s in summaries:
+    out[(s["model"], *row_and_variant(s))].append(s)
+  return out
+
+
+def mean_std(values) -> str:
+  v = 100 * np.asarray(values, float)
+  return f"{v.mean():.1f}" + (f" +- {v.std():.1f}" if len(v) > 1 else "") + f" (n={len(v)})"
+
+
+def grid_table(groups, model: str) -> str:
+  lines = [
+    "| | " + " | ".join(VARIANTS) + " |",
+    "| --- |" + " --- |" * len(VARIANTS),
+  ]
+  for row in ROWS:
+    cells = []
+    for v in VARIANTS:
+      runs = groups.get((model, row, v), [])
+      pub = PUBLISHED.get(model, {}).get((row, v))
+      ours = mean_std([s["test_accuracy"] for s in runs]) if runs else "-"
+      cells.append(ours + (f" [paper {pub}]" if pub is not None else ""))
+    if any(c != "-" for c in cells):
+      lines.append(f"| {row} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def pruning_rate_table(summaries) -> str:
+  lines = [
+    "| net | run | seed | pruning rate | test acc (deterministic) | best val epoch |",
+    "| --- | --- | --- | --- | --- | --- |",
+  ]
+  for s in sorted(
+    (s for s in summaries if s["method"] == "aslp"), key=lambda s: (s["model"], s["variant"], s["seed"])
+  ):
+    lines.append(
+      f"| {s['model']} | {s['variant']} | {s['seed']} | {s['sparsity']:.4f} | {s['test_accuracy']:.4f} | "
+      f"{s.get('best_val_epoch', float('nan')):g} |"
+    )
+  return "\n".join(lines)
+
+
+def rescale_epochs_table(groups) -> str:
+  """Epochs to the best validation accuracy, without and with smart rescale, per pair."""
+  lines = [
+    "| net | pair (without -> with smart rescale) | epochs without | epochs with "
+    "| best val without | best val with |",
+    "| --- | --- | --- | --- | --- | --- |",
+  ]
+  for model in sorted({k[0] for k in groups}):
+    for row in ("aslp", "aslp+da"):
+      for base, wr in (("plain", "wr"), ("sc", "wr+sc")):
+        a, b = groups.get((model, row, base)), groups.get((model, row, wr))
+        if not a or not b:
+          continue
+
+        def ep(runs):
+          return f"{np.mean([r['best_val_epoch'] for r in runs]):.1f} (n={len(runs)})"
+
+        def bv(runs):
+          return mean_std([r["best_val_accuracy"] for r in runs])
+
+        lines.append(f"| {model} | {row}: {base} -> {wr} | {ep(a)} | {ep(b)} | {bv(a)} | {bv(b)} |")
+  return "\n".join(lines)
+
+
+def supermask_table(summaries) -> str:
+  lines = [
+    "| net | variant | seed | test acc, mean over sampled masks (passes) | deterministic m >= 0 "
+    "| pruning rate |",
+    "| --- | --- | --- | --- | --- | --- |",
+  ]
+  for s in sorted(
+    (s for s in summaries if s["method"] == "supermask"), key=lambda s: (s["model"], s["variant"], s["seed"])
+  ):
+    sampled = s.get("test_accuracy_sampled_mean")
+    if sampled is not None:
+      sampled = f"{sampled:.4f} +- {s['test_accuracy_sampled_std']:.4f} ({len(s['test_accuracy_sampled'])})"
+    else:
+      sampled = "-"
+    lines.append(
+      f"| {s['model']} | {s['variant']} | {s['seed']} | {sampled} | {s['test_accuracy']:.4f} "
+      f"| {s['sparsity']:.4f} |"
+    )
+  return "\n".join(lines)
+
+
+def claims(groups) -> str:
+  """The paper's claims, each as a difference of our means (positive: the claim holds here)."""
+  out = []
+  for model in sorted({k[0] for k in groups}):
+    for v in ("sc", "wr+sc"):
+      a, e = groups.get((model, "aslp+da", v)), groups.get((model, "edge_popup+da", v))
+      if a and e:
+        d = 100 * (np.mean([s["test_accuracy"] for s in a]) - np.mean([s["test_accuracy"] for s in e]))
+        out.append(f"- {model}, {v}, with DA: ASLP - edge-popup = {d:+.1f} points (n={len(a)} vs {len(e)}).")
+    for v in VARIANTS:
+      a, m = groups.get((model, "aslp", v)), groups.get((model, "supermask", v))
+      if a and m:
+        d = 100 * (np.mean([s["test_accuracy"] for s in a]) - np.mean([s["test_accuracy"] for s in m]))
+        out.append(f"- {model}, {v}, no DA: ASLP - supermask (deterministic) = {d:+.1f} points.")
+    for row in ("aslp", "aslp+da"):
+      for base, wr in (("plain", "wr"), ("sc", "wr+sc")):
+        a, b = groups.get((model, row, base)), groups.get((model, row, wr))
+        if a and b:
+          d = np.mean([s["best_val_epoch"] for s in b]) - np.mean([s["best_val_epoch"] for s in a])
+          out.append(
+            f"- {model}, {row} {base} -> {wr}: smart rescale changes epochs to best val by {d:+.1f}."
+          )
+  return "\n".join(out) if out else "- (no comparable pairs yet)"
+
+
+def plot_curves(summaries, model: str, path: str) -> None:
+  curves = defaultdict(list)
+  for s in summaries:
+    if s["model"] == model and s.get("val_curve"):
+      curves[" ".join(row_and_variant(s))].append(s["val_curve"])
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for label in sorted(curves):
+    n = min(len(c) for c in curves[label])
+    epochs = [r["epoch"] for r in curves[label][0][:n]]
+    acc = np.mean([[r["accuracy"] for r in c[:n]] for c in curves[label]], axis=0)
+    ax.plot(epochs, acc, marker="o", ms=3, label=f"{label} (n={len(curves[label])})")
+  ax.set_xlabel("epoch")
+  ax.set_ylabel("validation accuracy (deterministic subnetwork)")
+  ax.set_title(f"{model} / CIFAR-10")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def render(folder: str) -> str:
+  summaries = [s for s in load_summaries(folder) if s.get("study") == "aslp"]
+  groups = group(summaries)
+  models = sorted({s["model"] for s in summaries})
+  budgets = sorted(
+    {(s["model"], s["epochs"], s["config"].get("train_subset"), s["device"]) for s in summaries}
+  )
+  parts = [
+    "# ASLP against edge-popup and supermask (CIFAR-10)",
+    "",
+    "Generated by `python -m experiments.report_aslp experiments/results/aslp` from the run summaries",
+    "in this folder; runs by `python -m experiments.sweep --config experiments/configs/aslp.py --grid",
+    "cpu_<net> --runs runs/aslp --results experiments/results/aslp`. Choices and budget:",
+    "`experiments/configs/aslp.py`.",
+    "",
+    "Budgets (net, epochs, training images (None: all 45k), device): "
+    + "; ".join(f"{m}: {e:g} epochs, {n}, {d}" for m, e, n, d in budgets),
+    "",
+  ]
+  for model in models:
+    plot = f"val_accuracy_{model}.png"
+    plot_curves(summaries, model, os.path.join(folder, plot))
+    parts += [
+      f"## {model}: test accuracy (%), ours (mean +- std over seeds) [published, as context]",
+      "",
+      "Test accuracy of the deterministic extracted subnetwork at the best-validation epoch.",
+      "",
+      grid_table(groups, model),
+      "",
+      f"![validation accuracy per epoch]({plot})",
+      "",
+    ]
+  parts += [
+    "## Pruning rate each ASLP run reached (fraction of logits below 0)",
+    "",
+    pruning_rate_table(summaries),
+    "",
+    "## Epochs to the best validation accuracy, without and with smart rescale",
+    "",
+    rescale_epochs_table(groups),
+    "",
+    "## Supermask: sampled against deterministic test accuracy",
+    "",
+    supermask_table(summaries),
+    "",
+    "## The paper's claims, read off these runs",
+    "",
+    claims(groups),
+    "",
+  ]
+  return "\n".join(parts)
+
+
+def main(argv=None) -> None:
+  ap = argparse.ArgumentParser(description=__doc__)
+  ap.add_argument("folder")
+  args = ap.parse_args(argv)
+  text = render(args.folder)
+  with open(os.path.join(args.folder, "RESULTS.md"), "w") as f:
+    f.write(text)
+  print(text)
+
+
+if __name__ == "__main__":
+  main()

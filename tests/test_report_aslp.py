@@ -1,0 +1,54 @@
+"""The ASLP study report: grouping, seed statistics and the claims read off the summaries."""
+
+import json
+
+import numpy as np
+
+from experiments import report_aslp
+
+
+def _summary(method, variant, seed, acc, best_epoch, model="conv2"):
+  return {
+    "study": "aslp",
+    "method": method,
+    "model": model,
+    "variant": variant,
+    "seed": seed,
+    "epochs": 5.0,
+    "test_accuracy": acc,
+    "best_val_accuracy": acc - 0.01,
+    "best_val_epoch": best_epoch,
+    "sparsity": 0.4,
+    "device": "cpu",
+    "config": {"train_subset": 10000},
+    "val_curve": [{"epoch": float(e), "accuracy": acc * e / 5, "sparsity": 0.4} for e in range(1, 6)],
+  }
+
+
+def test_report_tables_and_claims(tmp_path):
+  runs = [
+    _summary("aslp", "sc+da", 0, 0.30, 5),
+    _summary("aslp", "sc+da", 1, 0.34, 5),
+    _summary("edge_popup", "sc+da", 0, 0.40, 4),
+    _summary("aslp", "plain", 0, 0.20, 5),
+    _summary("aslp", "wr", 0, 0.25, 3),
+    {
+      **_summary("supermask", "plain", 0, 0.15, 2),
+      "test_accuracy_sampled": [0.1, 0.2],
+      "test_accuracy_sampled_mean": 0.15,
+      "test_accuracy_sampled_std": 0.05,
+    },
+  ]
+  for i, s in enumerate(runs):
+    (tmp_path / f"{i}.json").write_text(json.dumps(s))
+  text = report_aslp.render(str(tmp_path))
+  assert "| aslp+da | - | - | 32.0 +- 2.0 (n=2) [paper 77.5] |" in text
+  assert "| edge_popup+da | - | - | 40.0 (n=1) [paper 71.5] |" in text
+  # ASLP (mean 32.0) - edge-popup (40.0) with DA, SC
+  assert "conv2, sc, with DA: ASLP - edge-popup = -8.0 points (n=2 vs 1)." in text
+  assert "conv2, plain, no DA: ASLP - supermask (deterministic) = +5.0 points." in text
+  assert "conv2, aslp plain -> wr: smart rescale changes epochs to best val by -2.0." in text
+  assert "0.1500 +- 0.0500 (2)" in text
+  assert (tmp_path / "val_accuracy_conv2.png").stat().st_size > 0
+  assert report_aslp.row_and_variant(runs[0]) == ("aslp+da", "sc")
+  np.testing.assert_equal(report_aslp.mean_std([0.5]), "50.0 (n=1)")
