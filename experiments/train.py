@@ -84,6 +84,14 @@ PRUNERS: dict[str, Callable[[ml_collections.ConfigDict, int, int], pj.Pruner]] =
     signed_constant=bool(p.get("signed_constant", False)),
     selection=_selection(p),
   ),
+  "reparam": lambda p, spe, total: pj.methods.reparam(
+    float(p.sparsity),
+    budget_weight=float(p.budget_weight),
+    t_init=float(p.get("t_init", 100.0)),
+    n=int(p.get("n", 4)),
+    per_layer_t=bool(p.get("per_layer_t", True)),
+    selection=_selection(p),
+  ),
   "edge_popup": lambda p, spe, total: pj.methods.edge_popup(
     float(p.get("keep_fraction", 0.5)),
     signed_constant=p.get("signed_constant", None),

@@ -206,6 +206,9 @@ def reparam_gate(w: jax.Array, t: float | jax.Array = 100.0, n: int = 4) -> jax.
 
   ``C2 = 1/e`` gives ``h(0) = 0`` and ``C1 = 1 / (1 - 1/e)`` gives ``h -> 1`` as ``|w| -> inf``.
   ``|t w|^n`` is used so that odd ``n`` stays in [0, 1] too (identical for the paper's n = 4).
+  With ``x = |t w|^n`` it is evaluated as the identical ``expm1(x / (1 + x)) / (e - 1)``: the
+  literal form subtracts two numbers near 1/e and rounds every ``|t w| < ~0.013`` to exactly 0
+  in float32, which would tie most small weights at the hard prune.
 
   References:
     Dupont et al., "Weight Reparametrization for Budget-Aware Network Pruning", ICIP 2021.
@@ -217,4 +220,5 @@ def reparam_gate(w: jax.Array, t: float | jax.Array = 100.0, n: int = 4) -> jax.
   if not (isinstance(n, int) and n > 0):
     raise ValueError(f"reparam_gate: n must be a positive integer, got {n!r}.")
   x = jnp.abs(t * w) ** n
-  return REPARAM_C1 * (jnp.exp(-1.0 / (x + 1.0)) - REPARAM_C2)
+  # C1 (exp(-1/(x+1)) - 1/e) = C1/e (exp(x/(x+1)) - 1) and C1/e = 1/(e - 1)
+  return jnp.expm1(x / (1.0 + x)) / (math.e - 1.0)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import optax
 
 from pruning_jax.tree import PyTree
 
@@ -42,6 +43,10 @@ class Pruner(NamedTuple):
       metrics and accounting); all-kept for methods without a mask.
     labels: ``variables -> pytree of str`` naming the optax transform of each learned variable
       (for ``optax.multi_transform``); every leaf ``"variables"`` by default.
+    penalty: an optax transform over the optimizer's ``{"params", "variables"}`` tree that adds
+      the method's regulariser gradient before the optimizers (e.g. a budget term), or None.
+    metrics: ``(params, state) -> dict`` of scalars the train step reports beside the loss
+      (e.g. the soft cost against its budget).
   """
 
   init: Callable[[jax.Array, PyTree], PrunerState]
@@ -50,6 +55,8 @@ class Pruner(NamedTuple):
   finalize: Callable[[PyTree, PrunerState], tuple[PyTree, PyTree]]
   masks: Callable[[PyTree, PrunerState], PyTree]
   labels: Callable[[PyTree], PyTree] = lambda variables: jax.tree.map(lambda _: "variables", variables)
+  penalty: optax.GradientTransformation | None = None
+  metrics: Callable[[PyTree, PrunerState], dict[str, jax.Array]] = lambda params, state: {}
 
 
 def no_update(params: PyTree, state: PrunerState, grads: PyTree, step: Any) -> PrunerState:

@@ -66,7 +66,8 @@ def optimizer(
   *,
   pruner: Pruner,
 ) -> optax.GradientTransformationExtraArgs:
-  """The optimizer over ``{"params", "variables"}``.
+  """The optimizer over ``{"params", "variables"}``: the pruner's penalty (if any), then the
+  per-label transforms, then ``keep_masked``.
 
   Args:
     weights: transform of the model weights (``optax.set_to_zero()`` to freeze them).
@@ -93,7 +94,9 @@ def optimizer(
       )
     return {"params": jax.tree.map(lambda _: "weights", tree["params"]), "variables": var_labels}
 
-  return optax.chain(optax.multi_transform(txs, labels), keep_masked())
+  steps = [optax.multi_transform(txs, labels), keep_masked()]
+  # the method's regulariser sees the whole tree (its cost may couple weights and variables)
+  return optax.chain(*([pruner.penalty] if pruner.penalty is not None else []), *steps)
 
 
 def init_train_state(
@@ -162,6 +165,7 @@ def make_train_step(
       "loss": loss,
       "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
       "sparsity": _sparsity(pruner.masks(new["params"], pstate)),
+      **pruner.metrics(new["params"], pstate),
     }
     return TrainState(new["params"], pstate, opt_state, model_state, state.step + 1, state.key), metrics
 

@@ -110,12 +110,15 @@ def budget_loss(cost: jax.Array, target: jax.Array, initial_cost: jax.Array) -> 
 class BudgetPenaltyState(NamedTuple):
   initial_cost: jax.Array  # (), float32: C(params) at init, the normalizer C_initial
   count: jax.Array  # (), int32: number of updates so far (the step for schedules)
+  target: jax.Array  # (), float32: C_target from ``target_fn`` at init (0 when a target is given)
 
 
 def budget_penalty(
   cost_fn: Callable[[PyTree], jax.Array],
-  target: ScalarOrSchedule,
+  target: ScalarOrSchedule | None = None,
   weight: ScalarOrSchedule = 1.0,
+  *,
+  target_fn: Callable[[PyTree], Any] | None = None,
 ) -> optax.GradientTransformationExtraArgs:
   """Adds the gradient of ``weight * ((C(params) - target) / C_initial) ** 2``.
 
@@ -124,20 +127,28 @@ def budget_penalty(
       prunable weights (a soft count of kept weights).
     target: C_target (e.g. the number of weights to keep), a number or a schedule.
     weight: lambda, a number or a schedule.
+    target_fn: instead of ``target``: ``params -> C_target``, evaluated once at init (e.g. a
+      fraction of the prunable weights, whose count is known only from the params).
 
   References:
     Dupont et al., "Weight Reparametrization for Budget-Aware Network Pruning", ICIP 2021.
   """
+  if (target is None) == (target_fn is None):
+    raise ValueError("budget_penalty: pass exactly one of target (number or schedule) and target_fn.")
 
   def init(params):
-    return BudgetPenaltyState(jnp.asarray(cost_fn(params), jnp.float32), jnp.zeros((), jnp.int32))
+    c_target = target_fn(params) if target_fn is not None else 0.0
+    return BudgetPenaltyState(
+      jnp.asarray(cost_fn(params), jnp.float32), jnp.zeros((), jnp.int32), jnp.asarray(c_target, jnp.float32)
+    )
 
   def update(updates, state, params=None, **extra):
     del extra
     _need_params(params, "budget_penalty")
+    c_target = state.target if target_fn is not None else _at(target, state.count)
 
     def penalty(p):
-      return _at(weight, state.count) * budget_loss(cost_fn(p), _at(target, state.count), state.initial_cost)
+      return _at(weight, state.count) * budget_loss(cost_fn(p), c_target, state.initial_cost)
 
     grads = jax.grad(penalty)(params)
     return _add(updates, grads), state._replace(count=optax.safe_increment(state.count))

@@ -177,6 +177,12 @@ def test_reparam_gate_values_limits_and_gradient():
   assert float(h[0]) == 0.0 and abs(float(h[-1]) - 1.0) < 1e-6
   np.testing.assert_allclose(np.asarray(h)[[1, 2, 3, 4]], [0.035, 0.378, 0.910, 0.998], atol=6e-4)
   assert float(h[3]) == float(h[5])  # even in w
+  # small weights keep full relative precision (the literal formula rounds them to 0 in float32)
+  small = np.array([1e-4, 1e-3, 4e-3], np.float32)
+  ref_small = c1 * np.expm1(-1 / ((100 * small.astype(np.float64)) ** 4 + 1) + 1) * c2
+  hs = np.asarray(jax.jit(pj.reparam_gate)(jnp.asarray(small)))
+  assert np.all(hs > 0)
+  np.testing.assert_allclose(hs, ref_small, rtol=1e-5)
   check_grads(
     lambda w, t: pj.reparam_gate(w, t),
     (jnp.array([0.004, 0.012, -0.03]), jnp.float32(100.0)),

@@ -12,6 +12,7 @@ from pruning_jax.methods.mask_learning import (
   straight_through,
   supermask,
 )
+from pruning_jax.methods.reparam import reparam
 
 __all__ = [
   "MagnitudeBuffers",
@@ -23,6 +24,7 @@ __all__ = [
   "kaiming_uniform_scores",
   "learned_mask",
   "magnitude",
+  "reparam",
   "score_pruning",
   "straight_through",
   "supermask",

@@ -1,0 +1,147 @@
+"""Budget-aware pruning by weight reparametrization (Dupont et al., ICIP 2021).
+
+The forward pass sees ``w_hat = w * h_t(w)`` with the gate ``h_t`` of
+:func:`pruning_jax.estimators.reparam_gate`: the mask is an implicit function of each weight, so
+there are no per-weight mask parameters, only the gate's ``t`` (per layer or one for the net),
+learned with the weights. The soft count of kept weights ``C = sum h_t(w)`` is driven to the
+budget ``C_target = (1 - sparsity) N`` by ``lambda ((C - C_target) / C_initial)^2``, which the
+Pruner carries as its optax ``penalty`` (:func:`pruning_jax.transforms.budget_penalty`).
+
+Effective pruning (``finalize``) removes exactly ``round(sparsity N)`` weights: those with the
+smallest gate value ``h_t(w)`` over all selected layers (ties, e.g. gates saturated at 1,
+broken by position as ``lax.top_k`` does); the kept weights are folded to ``w * h_t(w)`` so the
+extracted network computes what the trained one computed, minus the removed weights. There is
+no fine-tuning stage.
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> import pruning_jax as pj
+  >>> params = {"w": 0.05 * jax.random.normal(jax.random.key(0), (10, 10)), "b": jnp.zeros(10)}
+  >>> pruner = pj.methods.reparam(0.9, budget_weight=1.0)
+  >>> state = pruner.init(jax.random.key(1), params)
+  >>> _, masks = pruner.finalize(params, state)
+  >>> int(masks["w"].sum())  # exactly 10% of 100 kept
+  10
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from pruning_jax import masks as masks_lib
+from pruning_jax import selection as sel_lib
+from pruning_jax.estimators import reparam_gate
+from pruning_jax.pruner import Pruner, PrunerState, no_update
+from pruning_jax.transforms import budget_penalty
+from pruning_jax.tree import PyTree
+
+
+def _check(sparsity: float, t_init: float, n: int, budget_weight: float) -> None:
+  if not 0.0 <= sparsity < 1.0:
+    raise ValueError(f"reparam: sparsity is the removed fraction in [0, 1), got {sparsity!r}.")
+  if not t_init > 0:
+    raise ValueError(f"reparam: t_init must be > 0 (the paper uses 100), got {t_init!r}.")
+  if not (isinstance(n, int) and n > 0):
+    raise ValueError(f"reparam: n must be a positive integer (the paper uses 4), got {n!r}.")
+  if not budget_weight >= 0:
+    raise ValueError(f"reparam: budget_weight (lambda) must be >= 0, got {budget_weight!r}.")
+
+
+def _t_tree(t: PyTree, params: PyTree) -> PyTree:
+  """``variables["t"]`` as one t per leaf: a per-layer tree as is, the net's single t broadcast."""
+  if jax.tree.structure(t) == jax.tree.structure(params):
+    return t
+  return jax.tree.map(lambda _: t, params)
+
+
+def gates(params: PyTree, t: PyTree, selection: PyTree, n: int = 4) -> PyTree:
+  """``h_t(w)`` on selected leaves (None elsewhere)."""
+  return jax.tree.map(
+    lambda p, tl, s: reparam_gate(p, tl, n) if s else None, params, _t_tree(t, params), selection
+  )
+
+
+def soft_count(params: PyTree, t: PyTree, selection: PyTree, n: int = 4) -> jax.Array:
+  """The paper's differentiable cost ``C = sum over selected weights of h_t(w)``."""
+  return sum(
+    (jnp.sum(g, dtype=jnp.float32) for g in jax.tree.leaves(gates(params, t, selection, n))),
+    jnp.zeros((), jnp.float32),
+  )
+
+
+def reparam(
+  sparsity: float,
+  *,
+  budget_weight: float,
+  t_init: float = 100.0,
+  n: int = 4,
+  per_layer_t: bool = True,
+  selection: sel_lib.SelectionLike = None,
+) -> Pruner:
+  """Budget-aware reparametrization as a Pruner (with its budget penalty).
+
+  Args:
+    sparsity: the target removed fraction of the selected weights (C_target = (1 - s) N).
+    budget_weight: lambda of the budget term (not given by the paper; choose on validation).
+    t_init: the gate's initial t (100 in the paper).
+    n: the gate's exponent (4 in the paper).
+    per_layer_t: one learned t per selected layer, or one for the whole net (the paper does
+      not say which).
+    selection: the prunable leaves (default: kernels, not biases or norms).
+
+  State: ``variables = {"t": ...}`` (label ``"variables"``: give it an optimizer, or freeze it);
+  no buffers. ``Pruner.penalty`` is the budget transform over ``{"params", "variables"}``;
+  ``Pruner.metrics`` reports ``budget_cost`` (C) and ``budget_ratio`` (C / C_target).
+  """
+  _check(sparsity, t_init, n, budget_weight)
+
+  def sel_of(params):
+    return sel_lib.resolve(selection, params)
+
+  def init(key, params):
+    del key
+    if per_layer_t:
+      t = jax.tree.map(lambda s: jnp.asarray(t_init if s else 0.0, jnp.float32), sel_of(params))
+    else:
+      t = jnp.asarray(t_init, jnp.float32)
+    return PrunerState({"t": t}, {})
+
+  def apply(params, state, *, key=None, train=True):
+    del key, train
+    h = gates(params, state.variables["t"], sel_of(params), n)
+    return jax.tree.map(
+      lambda p, g: p if g is None else p * g.astype(p.dtype), params, h, is_leaf=lambda x: x is None
+    )
+
+  def masks(params, state):
+    del state  # nothing is removed before the effective pruning
+    return masks_lib.init_masks(params, sel_of(params))
+
+  def finalize(params, state):
+    sel = sel_of(params)
+    h = gates(params, state.variables["t"], sel, n)
+    scores = jax.tree.map(
+      lambda p, g: jnp.zeros(()) if g is None else g, params, h, is_leaf=lambda x: x is None
+    )
+    keep = masks_lib.masks_from_scores(scores, sparsity, selection=sel, scope="global")
+    seen = apply(params, state)
+    return masks_lib.apply_masks(seen, keep), keep
+
+  def capacity(params) -> int:
+    return sum(
+      int(p.size) for p, s in zip(jax.tree.leaves(params), jax.tree.leaves(sel_of(params)), strict=True) if s
+    )
+
+  def cost(tree):
+    return soft_count(tree["params"], tree["variables"]["t"], sel_of(tree["params"]), n)
+
+  penalty = budget_penalty(
+    cost, weight=budget_weight, target_fn=lambda tree: (1.0 - sparsity) * capacity(tree["params"])
+  )
+
+  def metrics(params, state):
+    c = soft_count(params, state.variables["t"], sel_of(params), n)
+    return {"budget_cost": c, "budget_ratio": c / ((1.0 - sparsity) * capacity(params))}
+
+  return Pruner(init, apply, no_update, finalize, masks, penalty=penalty, metrics=metrics)
