@@ -159,6 +159,7 @@ _TOP_KEYS = {
   "progress": bool,
   "normalization": (list, tuple, type(None)),
   "sampled_test_passes": int,
+  "init_from": (str, type(None)),
 }
 _STAGE_KEYS = {
   "name": str,
@@ -297,6 +298,39 @@ class _Checkpoints:
     self.mngr.close()
 
 
+FINAL_DIR = "final"  # the reported, extracted model of a finished run: {"params", "model_state"}
+
+
+def save_final(workdir: str, params, model_state) -> None:
+  path = os.path.abspath(os.path.join(workdir, FINAL_DIR))
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(path, {"params": params, "model_state": model_state}, force=True)
+
+
+def load_final(workdir: str, params, model_state):
+  """The extracted model another run reported (``init_from``), checked against this model."""
+  path = os.path.abspath(os.path.join(workdir, FINAL_DIR))
+  if not os.path.isdir(path):
+    raise FileNotFoundError(
+      f"config key 'init_from'={workdir!r}: no finished run there ({path} is missing). Fix: run that "
+      "config to the end first (its summary.json and final/ are written last)."
+    )
+  template = {"params": params, "model_state": model_state}
+  with ocp.StandardCheckpointer() as ckptr:
+    metadata = ckptr.metadata(path)
+    meta_tree = getattr(metadata, "item_metadata", metadata)
+    got = {pj.tree.path_str(k): tuple(v.shape) for k, v in jax.tree_util.tree_flatten_with_path(meta_tree)[0]}
+    want = {pj.tree.path_str(k): tuple(v.shape) for k, v in jax.tree_util.tree_flatten_with_path(template)[0]}
+    if got != want:
+      diff = sorted(set(got.items()) ^ set(want.items()))[:4]
+      raise ValueError(
+        f"config key 'init_from'={workdir!r}: that run's model does not match config.model={{...}} "
+        f"(first differences, path and shape: {diff}). Fix: use the same model and model_kwargs."
+      )
+    loaded = ckptr.restore(path, jax.tree.map(ocp.utils.to_shape_dtype_struct, template))
+  return loaded["params"], loaded["model_state"]
+
+
 # ---------------------------------------------------------------------------- the loop
 
 
@@ -345,6 +379,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   params = init_vars["params"]
   model_state = {k: v for k, v in init_vars.items() if k != "params"}
+  if config.get("init_from"):
+    params, model_state = load_final(config.init_from, params, model_state)
   stage_objs = []
   for stage in config.stages:
     total = int(round(stage.epochs * spe))
@@ -486,6 +522,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       for i in range(passes)
     ]
   params, masks = pruner.finalize(final.params, final.pruner_state)
+  save_final(workdir, params, final.model_state)
   summary = _summary(
     config,
     workdir,

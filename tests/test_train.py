@@ -4,11 +4,13 @@ import json
 import os
 import shutil
 
+import chex
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+import pruning_jax as pj
 from experiments import data as data_lib
 from experiments import train
 from experiments.configs.base import base_config, stage
@@ -235,3 +237,32 @@ def test_aslp_config_grid_and_bad_arguments():
     aslp.get_config("budget=huge")
   with pytest.raises(ValueError, match="cpu_conv2"):
     aslp.grid("conv9")
+
+
+def test_init_from_a_finished_run_prunes_its_model_without_training(npz, tmp_path):
+  dense = tiny_config(npz)
+  dense.stages = [stage("dense", 1, {"name": "dense"}, SGD)]
+  train.train_and_evaluate(dense, str(tmp_path / "dense"))
+  trained, _ = train.load_final(str(tmp_path / "dense"), *_init_params(dense))
+  mp = tiny_config(npz, init_from=str(tmp_path / "dense"))
+  mp.stages = [stage("prune", 0, {"name": "magnitude", "sparsity": 0.7}, SGD)]
+  s = train.train_and_evaluate(mp, str(tmp_path / "mp"))
+  assert s["steps"] == 0
+  pruned, _ = train.load_final(str(tmp_path / "mp"), *_init_params(dense))
+  masks = pj.masks_from_scores(pj.criteria.magnitude(trained), 0.7, scope="global")
+  chex.assert_trees_all_equal(pruned, pj.apply_masks(trained, masks))
+  wrong = tiny_config(
+    npz, init_from=str(tmp_path / "dense"), model_kwargs={"conv_widths": (4, 4), "dense_widths": (16, 16)}
+  )
+  with pytest.raises(ValueError, match="init_from.*does not match"):
+    train.train_and_evaluate(wrong, str(tmp_path / "wrong"))
+  with pytest.raises(FileNotFoundError, match="no finished run there"):
+    train.train_and_evaluate(tiny_config(npz, init_from=str(tmp_path / "nowhere")), str(tmp_path / "x"))
+
+
+def _init_params(config):
+  from pruning_jax import models as models_lib
+
+  model = models_lib.get_model(config.model, num_classes=10, **config.model_kwargs)
+  v = model.init(jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32))
+  return v["params"], {k: x for k, x in v.items() if k != "params"}

@@ -40,5 +40,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_finalized = True
   c.max_steps_this_run = None  # stop (with a checkpoint) after this many steps: for tests
   c.progress = True
-  c.sampled_test_passes = 0  # > 0: also report test accuracy of this many sampled masks
+  # > 0: also report the test accuracy of the method's own forward pass before extraction
+  # (train=False) this many times: sampled masks (supermask, ASLP), the soft reparametrized net
+  c.sampled_test_passes = 0
+  c.init_from = None  # a finished run's workdir: start from its reported (extracted) model
   return c
