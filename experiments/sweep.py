@@ -50,6 +50,8 @@ def main(argv=None) -> int:
   for arg in module.grid(args.grid):
     if args.only and args.only not in arg:
       continue
+    if "runs" in getattr(module, "DEFAULTS", {}):
+      arg = f"{arg},runs={args.runs}"  # runs that start from other runs find them here
     name = run_name(module.get_config(arg))
     target = os.path.join(args.results, f"{name}.json")
     if os.path.exists(target):

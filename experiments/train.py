@@ -611,20 +611,29 @@ def _sampled_fields(accs: list[float] | None) -> dict[str, Any]:
   }
 
 
-def _curve_fields(workdir: str, stage: int) -> dict[str, Any]:
-  """The last stage's validation curve from metrics.jsonl (a resumed run logs a step again: the
-  later record wins) and the epoch of its best accuracy (the first, on ties)."""
-  by_step: dict[int, dict] = {}
+def _curve_fields(workdir: str, stage: int, max_train_points: int = 200) -> dict[str, Any]:
+  """The last stage's validation curve and (thinned) train-metric curve from metrics.jsonl (a
+  resumed run logs a step again: the later record wins), and the epoch of the best validation
+  accuracy (the first, on ties)."""
+  by_split: dict[str, dict[int, dict]] = {"val": {}, "train": {}}
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     for line in f:
       r = json.loads(line)
-      if r.get("split") == "val" and r.get("stage") == stage:
-        by_step[r["step"]] = r
+      if r.get("split") in by_split and r.get("stage") == stage:
+        by_split[r["split"]][r["step"]] = r
   curve = [
     {"epoch": r["epoch"], "accuracy": r["accuracy"], "sparsity": r["sparsity"]}
-    for _, r in sorted(by_step.items())
+    for _, r in sorted(by_split["val"].items())
   ]
-  if not curve:
-    return {"val_curve": []}
-  best = max(range(len(curve)), key=lambda i: (curve[i]["accuracy"], -i))
-  return {"val_curve": curve, "best_val_epoch": curve[best]["epoch"]}
+  train_records = [r for _, r in sorted(by_split["train"].items())]
+  stride = max(1, math.ceil(len(train_records) / max_train_points))
+  keep = train_records[::stride] + ([train_records[-1]] if (len(train_records) - 1) % stride else [])
+  drop = ("split", "stage", "global_step")
+  out: dict[str, Any] = {
+    "val_curve": curve,
+    "train_curve": [{k: v for k, v in r.items() if k not in drop} for r in keep],
+  }
+  if curve:
+    best = max(range(len(curve)), key=lambda i: (curve[i]["accuracy"], -i))
+    out["best_val_epoch"] = curve[best]["epoch"]
+  return out

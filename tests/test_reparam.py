@@ -145,3 +145,23 @@ def test_mlp_on_fashion_mnist_meets_the_budget_and_prunes_exactly():
 
   soft, hard = accuracy(pruner.apply(state.params, state.pruner_state)), accuracy(params)
   assert hard > 0.75 and abs(soft - hard) < 0.01
+
+
+def test_study_config_reparam_has_no_fine_tuning_and_baselines_share_the_budget():
+  from experiments import train
+  from experiments.configs import reparam as cfg
+
+  c = cfg.get_config("method=reparam,rate=0.97,lam=10")
+  assert len(c.stages) == 1 and c.stages[0].pruner.name == "reparam"  # trained, then hard-pruned: no FT
+  assert c.stages[0].pruner.sparsity == 0.97 and c.stages[0].pruner.budget_weight == 10.0
+  dense, gmp = cfg.get_config("method=dense"), cfg.get_config("method=gmp,rate=0.97")
+  assert c.stages[0].epochs == dense.stages[0].epochs == gmp.stages[0].epochs
+  assert c.stages[0].optimizer == dense.stages[0].optimizer == gmp.stages[0].optimizer
+  assert c.train_subset == dense.train_subset == gmp.train_subset and c.seed == dense.seed
+  mp = cfg.get_config("method=mp,rate=0.97,runs=/r")
+  assert mp.stages[0].epochs == 0 and mp.init_from == "/r/conv4_dense_cpu_seed0"
+  for arg in cfg.grid("cpu") + cfg.grid("select_cpu"):
+    train.validate_config(cfg.get_config(arg))
+  assert cfg.grid("cpu")[0] == "method=dense,budget=cpu"  # mp and mp_ft start from it
+  with pytest.raises(ValueError, match="method='l1'"):
+    cfg.get_config("method=l1")
