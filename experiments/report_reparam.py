@@ -1,0 +1,241 @@
+"""The reparametrization study's RESULTS.md and plots from the collected summaries.
+
+    python -m experiments.report_reparam experiments/results/reparam
+
+Tables: test accuracy by method and rate in the paper's shape (ours, mean +- std over seeds,
+beside the published number as context), the measured sparsity of every run against its
+target, the accuracy of the reparametrized network just before and just after the hard prune,
+and the lambda selection runs. Plots: per-layer density of every pruned run and C / C_target
+during training. Every number printed comes from the summaries, except the published column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections import defaultdict
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from experiments.report import load_summaries  # noqa: E402
+
+# Slides 10-11 (PAPERS.md section 2, tier B), CIFAR-10 test accuracy in %.
+PUBLISHED = {
+  "conv4": {
+    "mp": (54.94, 22.91, 13.10, 13.07),
+    "mp_ft": (89.50, 87.38, 85.57, 76.70),
+    "reparam": (85.57, 84.59, 82.60, 16.54),
+  },
+  "vgg19": {
+    "mp": (10.00, 10.00, 10.00, 10.00),
+    "mp_ft": (93.57, 93.52, 92.96, 10.00),
+    "reparam": (86.03, 47.08, 10.00, 10.00),
+  },
+  "resnet18": {
+    "mp": (77.89, 37.55, 14.19, 10.00),
+    "mp_ft": (94.69, 94.43, 94.03, 92.25),
+    "reparam": (91.59, 89.89, 33.49, 15.08),
+  },
+}
+RATES = (0.9, 0.95, 0.97, 0.99)
+METHODS = ("dense", "mp", "mp_ft", "gmp", "reparam")
+
+
+def target_rate(s) -> float | None:
+  stage = s["config"]["stages"][-1]["pruner"]
+  return stage.get("sparsity")
+
+
+def mean_std(values) -> str:
+  v = 100 * np.asarray(values, float)
+  return (
+    f"{v.mean():.2f}"
+    + (f" +- {v.std():.2f}" if len(v) > 1 else "")
+    + (f" (n={len(v)})" if len(v) > 1 else "")
+  )
+
+
+def accuracy_table(study, model: str) -> str:
+  lines = ["| method | " + " | ".join(f"{r:.0%}" for r in RATES) + " |", "| --- |" + " --- |" * len(RATES)]
+  cells = defaultdict(list)
+  for s in study:
+    if s["model"] == model:
+      cells[(s["method"], target_rate(s))].append(s["test_accuracy"])
+  dense = [s["test_accuracy"] for s in study if s["model"] == model and s["method"] == "dense"]
+  for method in METHODS[1:]:
+    row = []
+    for i, r in enumerate(RATES):
+      ours = cells.get((method, r))
+      pub = PUBLISHED.get(model, {}).get(method)
+      row.append((mean_std(ours) if ours else "-") + (f" [paper {pub[i]:.2f}]" if pub else ""))
+    lines.append(f"| {method} | " + " | ".join(row) + " |")
+  if dense:
+    lines.append(f"| dense (0%) | {mean_std(dense)} |" + " |" * (len(RATES) - 1))
+  return "\n".join(lines)
+
+
+def sparsity_table(study) -> str:
+  lines = [
+    "| run | target | measured sparsity | within 0.1% | test acc before hard prune | test acc after |",
+    "| --- | --- | --- | --- | --- | --- |",
+  ]
+  for s in sorted(study, key=lambda s: (s["model"], s["method"], target_rate(s) or 0, s["seed"])):
+    rate = target_rate(s)
+    if rate is None:
+      continue
+    before = s.get("test_accuracy_sampled_mean")
+    lines.append(
+      f"| {s['_file']} | {rate:.2f} | {s['sparsity']:.5f} "
+      f"| {'yes' if abs(s['sparsity'] - rate) <= 1e-3 else 'NO'} "
+      f"| {f'{before:.4f}' if before is not None else '-'} | {s['test_accuracy']:.4f} |"
+    )
+  return "\n".join(lines)
+
+
+def selection_table(selection) -> str:
+  lines = [
+    "| lambda | rate | best val acc (hard-pruned) | last val acc | final C / C_target |",
+    "| --- | --- | --- | --- | --- |",
+  ]
+  for s in sorted(selection, key=lambda s: s["config"]["stages"][-1]["pruner"]["budget_weight"]):
+    lam = s["config"]["stages"][-1]["pruner"]["budget_weight"]
+    ratio = s["train_curve"][-1].get("budget_ratio", float("nan")) if s.get("train_curve") else float("nan")
+    last = s["val_curve"][-1]["accuracy"] if s.get("val_curve") else float("nan")
+    lines.append(
+      f"| {lam:g} | {target_rate(s):.2f} | {s['best_val_accuracy']:.4f} | {last:.4f} | {ratio:.3f} |"
+    )
+  return "\n".join(lines)
+
+
+def claims(study, model: str) -> str:
+  out = []
+  for r in RATES:
+    acc = {
+      m: [
+        s["test_accuracy"] for s in study if s["model"] == model and s["method"] == m and target_rate(s) == r
+      ]
+      for m in ("mp", "mp_ft", "gmp", "reparam")
+    }
+    if acc["reparam"] and acc["mp"] and acc["mp_ft"]:
+      rep, mp, ft = (100 * np.mean(acc[m]) for m in ("reparam", "mp", "mp_ft"))
+      line = (
+        f"- {model} {r:.0%}: reparam - MP = {rep - mp:+.2f} points; reparam - MP+FT = {rep - ft:+.2f} points"
+      )
+      if acc["gmp"]:
+        line += f"; reparam - gradual magnitude = {rep - 100 * np.mean(acc['gmp']):+.2f} points"
+      out.append(line + ".")
+  return "\n".join(out) if out else "- (no comparable runs yet)"
+
+
+def plot_density(study, path: str) -> None:
+  pruned = [s for s in study if target_rate(s) is not None and s.get("layer_density")]
+  if not pruned:
+    return
+  fig, ax = plt.subplots(figsize=(9, 4.5))
+  for s in sorted(pruned, key=lambda s: (s["method"], target_rate(s))):
+    dens = [d["kept"] / d["total"] for d in s["layer_density"]]
+    ax.plot(
+      range(len(dens)), dens, marker="o", ms=3, label=f"{s['method']} {target_rate(s):.2f} s{s['seed']}"
+    )
+  names = [d["path"].replace("/kernel", "") for d in pruned[0]["layer_density"]]
+  ax.set_xticks(range(len(names)), names, rotation=30, fontsize=7)
+  ax.set_yscale("log")
+  ax.set_ylabel("kept fraction (log)")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=6, ncol=3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def plot_budget(runs, path: str) -> None:
+  runs = [
+    s
+    for s in runs
+    if s["method"] == "reparam" and s.get("train_curve") and "budget_ratio" in s["train_curve"][0]
+  ]
+  if not runs:
+    return
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for s in sorted(runs, key=lambda s: (target_rate(s), s["config"]["stages"][-1]["pruner"]["budget_weight"])):
+    lam = s["config"]["stages"][-1]["pruner"]["budget_weight"]
+    steps = [r["step"] for r in s["train_curve"]]
+    ax.plot(
+      steps,
+      [r["budget_ratio"] for r in s["train_curve"]],
+      label=f"{target_rate(s):.2f} lambda {lam:g} s{s['seed']}",
+    )
+  ax.axhline(1.0, color="k", lw=0.8)
+  ax.set_yscale("log")
+  ax.set_xlabel("step")
+  ax.set_ylabel("C / C_target")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def render(folder: str) -> str:
+  summaries = [s for s in load_summaries(folder) if s.get("study") == "reparam"]
+  selection = [s for s in summaries if os.path.dirname(s["_file"]) == "selection"]
+  study = [s for s in summaries if os.path.dirname(s["_file"]) != "selection"]
+  plot_density(study, os.path.join(folder, "layer_density.png"))
+  plot_budget(study + selection, os.path.join(folder, "budget_ratio.png"))
+  budgets = sorted({(s["model"], s["epochs"], s["config"].get("train_subset"), s["device"]) for s in study})
+  parts = [
+    "# Budget-aware pruning by weight reparametrization (CIFAR-10)",
+    "",
+    "Generated by `python -m experiments.report_reparam experiments/results/reparam` from the run",
+    "summaries in this folder (`selection/`: the lambda selection runs). Runs by `python -m",
+    "experiments.sweep --config experiments/configs/reparam.py --grid <budget> --runs runs/reparam",
+    "--results experiments/results/reparam`; every choice is in `experiments/configs/reparam.py`.",
+    "",
+    "Budgets (net, epochs of the run, training images (None: all 45k), device): "
+    + "; ".join(f"{m}: {e:g}, {n}, {d}" for m, e, n, d in budgets),
+    "",
+  ]
+  for model in sorted({s["model"] for s in study}):
+    parts += [
+      f"## {model}: test accuracy (%) by removed fraction, ours [published, as context]",
+      "",
+      accuracy_table(study, model),
+      "",
+      "### The paper's claim, read off these runs",
+      "",
+      claims(study, model),
+      "",
+    ]
+  parts += [
+    "## Measured sparsity of every run, and accuracy just before and after the hard prune",
+    "",
+    sparsity_table(study),
+    "",
+    "![per-layer density](layer_density.png)",
+    "",
+    "## C / C_target during training",
+    "",
+    "![budget ratio](budget_ratio.png)",
+    "",
+  ]
+  if selection:
+    parts += ["## Lambda selection (validation split only)", "", selection_table(selection), ""]
+  return "\n".join(parts)
+
+
+def main(argv=None) -> None:
+  ap = argparse.ArgumentParser(description=__doc__)
+  ap.add_argument("folder")
+  args = ap.parse_args(argv)
+  text = render(args.folder)
+  with open(os.path.join(args.folder, "RESULTS.md"), "w") as f:
+    f.write(text)
+  print(text)
+
+
+if __name__ == "__main__":
+  main()
