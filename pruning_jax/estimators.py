@@ -60,7 +60,9 @@ def hard_threshold_ste(scores: jax.Array, threshold: float | jax.Array = 0.0) ->
 
 def topk_ste(scores: jax.Array, keep_fraction: float | jax.Array) -> jax.Array:
   """Edge-popup's mask: keep the top ``round(keep_fraction * n)`` of ``|scores|`` in this array
-  (ties: earlier index kept), forward 0/1, gradient straight to ``scores``.
+  (ties: earlier index kept), forward 0/1, gradient straight through to ``|scores|`` (so
+  ``sign(scores)`` times the mask's gradient reaches ``scores``, as in the reference code, which
+  ranks ``scores.abs()``: a negative score grows in magnitude when its weight should be kept).
 
   References:
     Ramanujan et al., "What's Hidden in a Randomly Weighted Neural Network?", CVPR 2020.
@@ -74,8 +76,9 @@ def topk_ste(scores: jax.Array, keep_fraction: float | jax.Array) -> jax.Array:
     n_keep = jnp.asarray(round(float(v) * n), jnp.int32)
   else:
     n_keep = jnp.round(jnp.asarray(keep_fraction, jnp.float32) * n).astype(jnp.int32)
-  keep = removal_keep_masks([jnp.abs(jax.lax.stop_gradient(scores))], (n - n_keep)[None])[0]
-  return straight_through(keep, scores)
+  magnitude = jnp.abs(scores)
+  keep = removal_keep_masks([jax.lax.stop_gradient(magnitude)], (n - n_keep)[None])[0]
+  return straight_through(keep, magnitude)
 
 
 def bernoulli_ste(key: jax.Array, logits: jax.Array) -> jax.Array:

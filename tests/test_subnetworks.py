@@ -174,8 +174,10 @@ def test_edge_popup_scores_init_gradient_and_signed_kaiming_constant():
     lambda v: jnp.sum(pruner.apply(p, state._replace(variables=v), key=None)["a"]["kernel"] * g_out)
   )(state.variables)
   w_sc = np.sign(np.asarray(p["a"]["kernel"])) * np.sqrt(2.0 / 10)
-  # straight-through: d/ds = dL/dW_hat * W' (every score, kept or not)
-  np.testing.assert_allclose(np.asarray(grads["mask"]["a"]["kernel"]), np.asarray(g_out) * w_sc, rtol=1e-6)
+  # straight through |s|: d/ds = dL/dW_hat * W' * sign(s) (every score, kept or not)
+  np.testing.assert_allclose(
+    np.asarray(grads["mask"]["a"]["kernel"]), np.asarray(g_out) * w_sc * np.sign(s), rtol=1e-6
+  )
 
 
 def test_edge_popup_bad_options():
