@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import pruning_jax as pj
-from pruning_jax import training
+from pruning_jax import models, training
 from pruning_jax.tree import split_key_like
 
 
@@ -233,3 +233,49 @@ def test_supermask_samples_at_evaluation_and_finalize_is_deterministic():
   f1, _ = pruner.finalize(p, state)
   f2, _ = pruner.finalize(p, state)
   chex.assert_trees_all_equal(f1, f2)
+
+
+def _mnist():
+  import os
+
+  from experiments import data as data_lib
+
+  if not os.path.isdir(os.path.join(os.environ.get("TFDS_DATA_DIR", ""), "mnist")):
+    pytest.skip("MNIST is not in $TFDS_DATA_DIR (the Makefile points it at ../shared/tfds)")
+  ds = data_lib.load("mnist", val_size=5000, seed=0, train_subset=20_000)
+  norm = lambda im: data_lib.normalize(jnp.asarray(im), ds.mean, ds.std)  # noqa: E731
+  return norm(ds.train_image), jnp.asarray(ds.train_label), norm(ds.val_image), jnp.asarray(ds.val_label)
+
+
+@pytest.mark.parametrize(
+  "name, make, lr, finalized, floor",
+  [
+    ("aslp", pj.methods.aslp, 50.0, False, 0.85),
+    ("supermask", pj.methods.supermask, 50.0, False, 0.85),
+    ("edge_popup", lambda: pj.methods.edge_popup(0.5), 0.1, True, 0.9),
+  ],
+)
+def test_subnetwork_of_a_random_mlp_learns_mnist(name, make, lr, finalized, floor):
+  """300 steps of mask learning on a frozen He-normal LeNet-300-100: the sampled (ASLP,
+  supermask) or extracted (edge-popup) subnetwork classifies MNIST well above chance."""
+  x, y, xv, yv = _mnist()
+  model = models.LeNet300100()
+  params = model.init(jax.random.key(0), x[:1])["params"]
+  keys = split_key_like(jax.random.key(1), params)
+  params = jax.tree.map(
+    lambda p, k: jax.random.normal(k, p.shape) * np.sqrt(2.0 / p.shape[0]) if p.ndim == 2 else p, params, keys
+  )
+  pruner = make()
+  tx = training.optimizer(optax.set_to_zero(), optax.sgd(lr, momentum=0.9), pruner=pruner)
+  state = training.init_train_state(jax.random.key(2), {"params": params}, pruner, tx)
+  step = jax.jit(training.make_train_step(training.linen_apply(model), pruner, tx))
+  for i in range(300):
+    idx = jax.random.randint(jax.random.key(100 + i), (256,), 0, x.shape[0])
+    state, _ = step(state, {"image": x[idx], "label": y[idx]})
+  chex.assert_trees_all_equal(state.params, params)
+  if finalized:
+    seen, _ = pruner.finalize(state.params, state.pruner_state)
+  else:
+    seen = pruner.apply(state.params, state.pruner_state, key=jax.random.key(3), train=False)
+  accuracy = float(jnp.mean(jnp.argmax(model.apply({"params": seen}, xv), -1) == yv))
+  assert accuracy > floor, (name, accuracy)
