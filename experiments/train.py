@@ -101,6 +101,19 @@ PRUNERS: dict[str, Callable[[ml_collections.ConfigDict, int, int], pj.Pruner]] =
 }
 
 
+_SELECTION_KEYS = {"name", "include", "exclude"}
+PRUNER_KEYS: dict[str, set[str]] = {
+  "dense": _SELECTION_KEYS,
+  "magnitude": _SELECTION_KEYS
+  | {"sparsity", "schedule", "at_epoch", "begin_epoch", "end_epoch", "frequency", "rounds"}
+  | {"structure", "distribution"},
+  "aslp": _SELECTION_KEYS | {"temperature", "smart_rescale", "signed_constant"},
+  "supermask": _SELECTION_KEYS | {"dynamic_rescale", "signed_constant"},
+  "edge_popup": _SELECTION_KEYS | {"keep_fraction", "signed_constant", "scale_fan"},
+  "reparam": _SELECTION_KEYS | {"sparsity", "budget_weight", "t_init", "n", "per_layer_t"},
+}
+
+
 def _learning_rate(o: ml_collections.ConfigDict, total: int):
   kind, lr = o.get("lr_schedule", "constant"), float(o.lr)
   if kind == "constant":
@@ -203,6 +216,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if name not in PRUNERS:
       raise ValueError(
         f"config key 'stages[{i}].pruner.name'={name!r} is unknown; expected one of {sorted(PRUNERS)}."
+      )
+    unknown = sorted(set(stage.pruner.keys()) - PRUNER_KEYS[name])
+    if unknown:
+      raise ValueError(
+        f"config key 'stages[{i}].pruner.{unknown[0]}' is not an option of the {name!r} pruner; its options "
+        f"are {sorted(PRUNER_KEYS[name])}."
       )
   if config.batch_size <= 0:
     raise ValueError(f"config key 'batch_size' must be positive, got {config.batch_size}.")

@@ -154,6 +154,7 @@ def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(npz, tmp_path):
     (lambda c: setattr(c, "dataset", "imagenet"), "'dataset'='imagenet' is unknown"),
     (lambda c: setattr(c, "train_subset", "many"), "'train_subset' must be int/NoneType, got str"),
     (lambda c: setattr(c.stages[1].pruner, "name", "lottery"), r"stages\[1\].pruner.name"),
+    (lambda c: setattr(c.stages[1].pruner, "sparsty", 0.5), r"'stages\[1\].pruner.sparsty' is not an option"),
     (lambda c: setattr(c, "stages", []), "'stages' is empty"),
     (lambda c: setattr(c, "normalization", "imagenet"), "'normalization' must be list/tuple/NoneType"),
   ],
@@ -266,3 +267,7 @@ def _init_params(config):
   model = models_lib.get_model(config.model, num_classes=10, **config.model_kwargs)
   v = model.init(jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32))
   return v["params"], {k: x for k, x in v.items() if k != "params"}
+
+
+def test_every_pruner_declares_its_config_options():
+  assert set(train.PRUNERS) == set(train.PRUNER_KEYS)
