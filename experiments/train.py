@@ -114,6 +114,9 @@ PRUNER_KEYS: dict[str, set[str]] = {
 }
 
 
+OPTIMIZER_KEYS = {"name", "lr", "momentum", "nesterov", "weight_decay", "lr_schedule", "milestones"}
+
+
 def _learning_rate(o: ml_collections.ConfigDict, total: int):
   kind, lr = o.get("lr_schedule", "constant"), float(o.lr)
   if kind == "constant":
@@ -217,6 +220,17 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       raise ValueError(
         f"config key 'stages[{i}].pruner.name'={name!r} is unknown; expected one of {sorted(PRUNERS)}."
       )
+    optimizers = {"optimizer": stage.get("optimizer"), "mask_optimizer": stage.get("mask_optimizer")}
+    optimizers.update(
+      {f"variable_optimizers.{k}": v for k, v in stage.get("variable_optimizers", {}).items()}
+    )
+    for where, o in optimizers.items():
+      bad = sorted(set(o.keys()) - OPTIMIZER_KEYS) if o is not None else []
+      if bad:
+        raise ValueError(
+          f"config key 'stages[{i}].{where}.{bad[0]}' is unknown; optimizer options are "
+          f"{sorted(OPTIMIZER_KEYS)}."
+        )
     unknown = sorted(set(stage.pruner.keys()) - PRUNER_KEYS[name])
     if unknown:
       raise ValueError(

@@ -155,6 +155,10 @@ def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(npz, tmp_path):
     (lambda c: setattr(c, "train_subset", "many"), "'train_subset' must be int/NoneType, got str"),
     (lambda c: setattr(c.stages[1].pruner, "name", "lottery"), r"stages\[1\].pruner.name"),
     (lambda c: setattr(c.stages[1].pruner, "sparsty", 0.5), r"'stages\[1\].pruner.sparsty' is not an option"),
+    (
+      lambda c: setattr(c.stages[0].optimizer, "momentun", 0.9),
+      r"'stages\[0\].optimizer.momentun' is unknown",
+    ),
     (lambda c: setattr(c, "stages", []), "'stages' is empty"),
     (lambda c: setattr(c, "normalization", "imagenet"), "'normalization' must be list/tuple/NoneType"),
   ],
