@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pruning_jax as pj
@@ -141,6 +141,7 @@ def test_rescale_label_without_optimizer_is_a_clear_error():
     training.init_train_state(jax.random.key(0), {"params": p}, pruner, tx)
 
 
+@settings(max_examples=10)  # each example compiles afresh
 @given(k=st.sampled_from([0.1, 0.3, 0.5, 0.77, 1.0]), seed=st.integers(0, 2**16))
 def test_edge_popup_keeps_exactly_k_per_layer(k, seed):
   p = _params(seed % 7)
