@@ -177,6 +177,13 @@ def claims(groups) -> str:
           out.append(
             f"- {model}, {row} {base} -> {wr}: smart rescale changes epochs to best val by {d:+.1f}."
           )
+  runs = [s for runs in groups.values() for s in runs if s.get("val_curve")]
+  at_end = sum(s["best_val_epoch"] == s["val_curve"][-1]["epoch"] for s in runs)
+  if runs:
+    out.append(
+      f"- In {at_end} of {len(runs)} runs the best validation accuracy is at the last epoch: where that is "
+      "most of them, the budget ends before training converges and epochs-to-best cannot separate variants."
+    )
   return "\n".join(out) if out else "- (no comparable pairs yet)"
 
 

@@ -49,6 +49,7 @@ def test_report_tables_and_claims(tmp_path):
   assert "conv2, plain, no DA: ASLP - supermask (deterministic) = +5.0 points." in text
   assert "conv2, aslp plain -> wr: smart rescale changes epochs to best val by -2.0." in text
   assert "0.1500 +- 0.0500 (2)" in text
+  assert "In 3 of 6 runs the best validation accuracy is at the last epoch" in text
   assert (tmp_path / "val_accuracy_conv2.png").stat().st_size > 0
   assert report_aslp.row_and_variant(runs[0]) == ("aslp+da", "sc")
   np.testing.assert_equal(report_aslp.mean_std([0.5]), "50.0 (n=1)")
