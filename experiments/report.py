@@ -13,6 +13,7 @@ import argparse
 import glob
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 import matplotlib
@@ -130,6 +131,17 @@ def write_report(folder: str, title: str | None = None, notes: str = "") -> str:
   with open(os.path.join(folder, "RESULTS.md"), "w") as f:
     f.write(out)
   return out
+
+
+def study_cli(render: Callable[[str], str], description: str, argv=None) -> None:
+  """``python -m experiments.report_<study> FOLDER``: writes FOLDER/RESULTS.md from ``render``."""
+  ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("folder")
+  args = ap.parse_args(argv)
+  text = render(args.folder)
+  with open(os.path.join(args.folder, "RESULTS.md"), "w") as f:
+    f.write(text)
+  print(text)
 
 
 def main(argv=None):

@@ -11,7 +11,6 @@ Every number printed comes from the summaries in the folder, except the publishe
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections import defaultdict
 from typing import Any
@@ -22,7 +21,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from experiments.report import load_summaries  # noqa: E402
+from experiments.report import load_summaries, study_cli  # noqa: E402
 
 # Poster (PAPERS.md section 1, tier B), CIFAR-10 test accuracy in %: (row, variant) -> value.
 PUBLISHED = {
@@ -262,13 +261,7 @@ def render(folder: str) -> str:
 
 
 def main(argv=None) -> None:
-  ap = argparse.ArgumentParser(description=__doc__)
-  ap.add_argument("folder")
-  args = ap.parse_args(argv)
-  text = render(args.folder)
-  with open(os.path.join(args.folder, "RESULTS.md"), "w") as f:
-    f.write(text)
-  print(text)
+  study_cli(render, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -74,3 +74,16 @@ def np_keep(scores_list, n_remove):
     out.append(keep[i : i + np.size(s)].reshape(np.shape(s)))
     i += np.size(s)
   return out
+
+
+def write_tiny_cifar_npz(path, n_train: int, n_test: int, seed: int = 0) -> str:
+  """Random 32x32x3 uint8 images with labels in 0..9, as the runner's ``npz`` source expects."""
+  rng = np.random.default_rng(seed)
+  np.savez(
+    path,
+    train_image=rng.integers(0, 256, (n_train, 32, 32, 3), dtype=np.uint8),
+    train_label=rng.integers(0, 10, n_train),
+    test_image=rng.integers(0, 256, (n_test, 32, 32, 3), dtype=np.uint8),
+    test_label=rng.integers(0, 10, n_test),
+  )
+  return str(path)

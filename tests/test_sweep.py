@@ -4,21 +4,13 @@ collected and reports (without stopping at) a failed run."""
 import json
 import textwrap
 
-import numpy as np
+from helpers import write_tiny_cifar_npz
 
 from experiments import sweep
 
 
 def test_sweep_runs_collects_skips_and_reports_failures(tmp_path, capsys):
-  rng = np.random.default_rng(0)
-  npz = tmp_path / "tiny.npz"
-  np.savez(
-    npz,
-    train_image=rng.integers(0, 256, (96, 32, 32, 3), dtype=np.uint8),
-    train_label=rng.integers(0, 10, 96),
-    test_image=rng.integers(0, 256, (32, 32, 32, 3), dtype=np.uint8),
-    test_label=rng.integers(0, 10, 32),
-  )
+  npz = write_tiny_cifar_npz(tmp_path / "tiny.npz", 96, 32)
   config = tmp_path / "grid_config.py"
   config.write_text(
     textwrap.dedent(
@@ -27,7 +19,7 @@ def test_sweep_runs_collects_skips_and_reports_failures(tmp_path, capsys):
 
       def get_config(arg):
         c = base_config()
-        c.model, c.npz = "conv2", {str(npz)!r}
+        c.model, c.npz = "conv2", {npz!r}
         c.model_kwargs = {{"conv_widths": (4, 4), "dense_widths": (8, 8)}}
         c.val_size, c.batch_size, c.eval_batch_size, c.progress = 32, 32, 32, False
         c.method, c.variant = "dense", arg

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from helpers import write_tiny_cifar_npz
 
 import pruning_jax as pj
 from experiments import data as data_lib
@@ -20,16 +21,7 @@ SGD = {"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "lr_sch
 
 @pytest.fixture(scope="module")
 def npz(tmp_path_factory):
-  rng = np.random.default_rng(0)
-  path = tmp_path_factory.mktemp("data") / "tiny.npz"
-  np.savez(
-    path,
-    train_image=rng.integers(0, 256, (160, 32, 32, 3), dtype=np.uint8),
-    train_label=rng.integers(0, 10, 160),
-    test_image=rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8),
-    test_label=rng.integers(0, 10, 40),
-  )
-  return str(path)
+  return write_tiny_cifar_npz(tmp_path_factory.mktemp("data") / "tiny.npz", 160, 40)
 
 
 def tiny_config(npz, **overrides):

@@ -42,7 +42,7 @@ Choices the paper leaves open or that this reimplementation makes (all methods s
   far below the published ones. A Conv2 step takes ~2 s on the 2-core CPU, Conv4 ~3 s.
 """
 
-from experiments.configs.base import base_config, stage
+from experiments.configs.base import base_config, check_choice, parse_options, stage
 
 MASK_SGD = {"name": "sgd", "lr": 50.0, "momentum": 0.9, "weight_decay": 0.0, "lr_schedule": "constant"}
 RESCALE_SGD = {"name": "sgd", "lr": 1e-3, "momentum": 0.9, "weight_decay": 0.0, "lr_schedule": "constant"}
@@ -55,17 +55,11 @@ DEFAULTS = {"method": "aslp", "model": "conv2", "wr": "0", "sc": "0", "da": "0",
 
 
 def parse(arg: str) -> dict[str, str]:
-  opts = dict(DEFAULTS)
-  for item in filter(None, arg.split(",")):
-    key, sep, value = item.partition("=")
-    if not sep or key not in (*DEFAULTS, "epochs"):
-      raise ValueError(
-        f"aslp config argument {item!r}: expected key=value with key in {sorted((*DEFAULTS, 'epochs'))}, "
-        "e.g. 'method=aslp,model=conv2,wr=1,sc=0,da=0,seed=0'."
-      )
-    opts[key] = value
-  if opts["method"] not in ("aslp", "supermask", "edge_popup"):
-    raise ValueError(f"aslp config: method={opts['method']!r}; expected aslp, supermask or edge_popup.")
+  opts = parse_options(
+    arg, DEFAULTS, study="aslp", example="method=aslp,model=conv2,wr=1,sc=0,da=0,seed=0", optional=("epochs",)
+  )
+  check_choice("aslp", "method", opts["method"], ("aslp", "supermask", "edge_popup"))
+  check_choice("aslp", "budget", opts["budget"], ("cpu", "full", "smoke"))
   return opts
 
 
@@ -104,8 +98,6 @@ def get_config(arg: str = ""):
   # test, 10 passes of the 10k test images, is too dear for the CPU budget)
   sampled = o["method"] == "supermask" or (o["method"] == "aslp" and o["budget"] == "full")
   c.sampled_test_passes = 10 if sampled else 0
-  if o["budget"] not in ("cpu", "full", "smoke"):
-    raise ValueError(f"aslp config: budget={o['budget']!r}; expected cpu, full or smoke.")
   epochs = {"cpu": CPU_EPOCHS, "full": FULL_EPOCHS, "smoke": 1}[o["budget"]]
   if o["budget"] == "cpu":
     c.train_subset = CPU_TRAIN_IMAGES

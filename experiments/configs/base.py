@@ -45,3 +45,24 @@ def base_config() -> ml_collections.ConfigDict:
   c.sampled_test_passes = 0
   c.init_from = None  # a finished run's workdir: start from its reported (extracted) model
   return c
+
+
+def parse_options(
+  arg: str, defaults: dict[str, str], *, study: str, example: str, optional=()
+) -> dict[str, str]:
+  """``"k1=v1,k2=v2"`` over ``defaults`` (keys in ``optional`` have no default), naming a bad item."""
+  known = (*defaults, *optional)
+  opts = dict(defaults)
+  for item in filter(None, arg.split(",")):
+    key, sep, value = item.partition("=")
+    if not sep or key not in known:
+      raise ValueError(
+        f"{study} config argument {item!r}: expected key=value with key in {sorted(known)}, e.g. {example!r}."
+      )
+    opts[key] = value
+  return opts
+
+
+def check_choice(study: str, key: str, value: str, choices) -> None:
+  if value not in choices:
+    raise ValueError(f"{study} config: {key}={value!r}; expected one of {sorted(choices)}.")

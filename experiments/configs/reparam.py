@@ -38,7 +38,7 @@ keeps its 5,000), E = 4 epochs, F = 1 (a CPU budget far below any paper's). ``gp
 E = 160, F = 40.
 """
 
-from experiments.configs.base import base_config, stage
+from experiments.configs.base import base_config, check_choice, parse_options, stage
 
 LAMBDA = 100.0  # chosen on validation, see the docstring; overridden by lam=
 BUDGETS = {
@@ -60,19 +60,9 @@ T_ADAM = {"name": "adam", "lr": 1.0, "lr_schedule": "constant"}
 
 
 def parse(arg: str) -> dict[str, str]:
-  o = dict(DEFAULTS)
-  for item in filter(None, arg.split(",")):
-    key, sep, value = item.partition("=")
-    if not sep or key not in DEFAULTS:
-      raise ValueError(
-        f"reparam config argument {item!r}: expected key=value with key in {sorted(DEFAULTS)}, "
-        "e.g. 'method=reparam,rate=0.95,lam=100,seed=0'."
-      )
-    o[key] = value
-  if o["method"] not in METHODS:
-    raise ValueError(f"reparam config: method={o['method']!r}; expected one of {METHODS}.")
-  if o["budget"] not in BUDGETS:
-    raise ValueError(f"reparam config: budget={o['budget']!r}; expected one of {sorted(BUDGETS)}.")
+  o = parse_options(arg, DEFAULTS, study="reparam", example="method=reparam,rate=0.95,lam=100,seed=0")
+  check_choice("reparam", "method", o["method"], METHODS)
+  check_choice("reparam", "budget", o["budget"], BUDGETS)
   return o
 
 
