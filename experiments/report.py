@@ -39,6 +39,15 @@ COLUMNS = (
 )
 
 
+def save_figure(fig, ax, path: str, **legend) -> None:
+  """Grid, legend, tight layout, PNG at 120 dpi, and the figure closed."""
+  ax.grid(alpha=0.3)
+  ax.legend(**{"fontsize": 8, **legend})
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
 def load_summaries(folder: str) -> list[dict[str, Any]]:
   out = []
   for path in sorted(glob.glob(os.path.join(folder, "**", "*.json"), recursive=True)):
@@ -75,11 +84,7 @@ def plot_accuracy_vs_sparsity(summaries, path: str) -> None:
     ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=method)
   ax.set_xlabel("sparsity (removed fraction of prunable weights)")
   ax.set_ylabel("test accuracy")
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  save_figure(fig, ax, path)
 
 
 def plot_layer_density(summaries, path: str) -> None:

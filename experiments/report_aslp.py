@@ -21,7 +21,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from experiments.report import load_summaries, study_cli  # noqa: E402
+from experiments.report import load_summaries, save_figure, study_cli  # noqa: E402
 
 # Poster (PAPERS.md section 1, tier B), CIFAR-10 test accuracy in %: (row, variant) -> value.
 PUBLISHED = {
@@ -200,11 +200,7 @@ def plot_curves(summaries, model: str, path: str) -> None:
   ax.set_xlabel("epoch")
   ax.set_ylabel("validation accuracy (deterministic subnetwork)")
   ax.set_title(f"{model} / CIFAR-10")
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  save_figure(fig, ax, path, fontsize=7)
 
 
 def render(folder: str) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from experiments.report import load_summaries, study_cli  # noqa: E402
+from experiments.report import load_summaries, save_figure, study_cli  # noqa: E402
 
 # Slides 10-11 (PAPERS.md section 2, tier B), CIFAR-10 test accuracy in %.
 PUBLISHED = {
@@ -144,11 +144,7 @@ def plot_density(study, path: str) -> None:
   ax.set_xticks(range(len(names)), names, rotation=30, fontsize=7)
   ax.set_yscale("log")
   ax.set_ylabel("kept fraction (log)")
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=6, ncol=3)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  save_figure(fig, ax, path, fontsize=6, ncol=3)
 
 
 def plot_budget(runs, path: str) -> None:
@@ -172,11 +168,7 @@ def plot_budget(runs, path: str) -> None:
   ax.set_yscale("log")
   ax.set_xlabel("step")
   ax.set_ylabel("C / C_target")
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  save_figure(fig, ax, path, fontsize=7)
 
 
 def render(folder: str) -> str:
