@@ -47,9 +47,25 @@ def test_report_tables_and_claims(tmp_path):
   # ASLP (mean 32.0) - edge-popup (40.0) with DA, SC
   assert "conv2, sc, with DA: ASLP - edge-popup = -8.0 points (n=2 vs 1)." in text
   assert "conv2, plain, no DA: ASLP - supermask (deterministic) = +5.0 points." in text
-  assert "conv2, aslp plain -> wr: smart rescale changes epochs to best val by -2.0." in text
+  # plain reaches the common 0.20 at epoch 5, wr (0.25 * e / 5) at epoch 4
+  assert (
+    "conv2, aslp plain -> wr: smart rescale changes epochs to best val by -2.0, epochs to the accuracy "
+    "both reach by -1.0 (1 seed pairs)." in text
+  )
+  assert "| conv2 | aslp: plain -> wr | 5.0 (n=1) | 3.0 (n=1) | 5.0 | 4.0 (1) |" in text
   assert "0.1500 +- 0.0500 (2)" in text
   assert "In 3 of 6 runs the best validation accuracy is at the last epoch" in text
   assert (tmp_path / "val_accuracy_conv2.png").stat().st_size > 0
   assert report_aslp.row_and_variant(runs[0]) == ("aslp+da", "sc")
   np.testing.assert_equal(report_aslp.mean_std([0.5]), "50.0 (n=1)")
+
+
+def test_common_accuracy_epochs_pairs_by_seed():
+  def run(seed, accs):
+    return {"seed": seed, "val_curve": [{"epoch": float(e + 1), "accuracy": a} for e, a in enumerate(accs)]}
+
+  without = [run(0, [0.1, 0.3, 0.2]), run(1, [0.1, 0.2, 0.4]), run(2, [0.5])]
+  with_ = [run(1, [0.35, 0.36, 0.37]), run(0, [0.25, 0.28, 0.31])]
+  # seed 0: common 0.30 -> epochs 2 and 3; seed 1: common 0.37 -> epochs 3 and 3; seed 2 unpaired
+  assert report_aslp.common_accuracy_epochs(without, with_) == [(2.0, 3.0), (3.0, 3.0)]
+  assert report_aslp.epochs_to(run(0, [0.1, 0.2])["val_curve"], 0.3) == float("inf")
