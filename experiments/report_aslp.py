@@ -12,6 +12,7 @@ Every number printed comes from the summaries in the folder, except the publishe
 
 from __future__ import annotations
 
+import json
 import os
 from collections import defaultdict
 from typing import Any
@@ -157,9 +158,7 @@ def rescale_epochs_table(groups) -> str:
       return mean_std([r["best_val_accuracy"] for r in runs])
 
     pairs = np.asarray(common_accuracy_epochs(a, b), float).reshape(-1, 2)
-    common = (
-      f"{pairs[:, 0].mean():.1f} | {pairs[:, 1].mean():.1f} ({len(pairs)})" if len(pairs) else "- | -"
-    )
+    common = f"{pairs[:, 0].mean():.1f} | {pairs[:, 1].mean():.1f} ({len(pairs)})" if len(pairs) else "- | -"
     lines.append(f"| {model} | {row}: {base} -> {wr} | {ep(a)} | {ep(b)} | {common} | {bv(a)} | {bv(b)} |")
   return "\n".join(lines)
 
@@ -235,6 +234,44 @@ def plot_curves(summaries, model: str, path: str) -> None:
   save_figure(fig, ax, path, fontsize=7)
 
 
+def gradient_scale_table(summary: dict) -> str:
+  """Steps SGD needs to move a typical logit by the noise scale, per layer (input -> output)."""
+  per = defaultdict(list)
+  for r in summary["rows"]:
+    per[(r["net"], r["signed_constant"])].append(r)
+  lines = [
+    "| net | SC | steps to move a typical logit by 1, per layer (input -> output) |",
+    "| --- | --- | --- |",
+  ]
+  for (net, sc), rows in sorted(per.items()):
+    steps = ", ".join(f"{r['steps_to_unit']:,.0f}" for r in rows)
+    lines.append(f"| {net} | {int(sc)} | {steps} |")
+  return "\n".join(lines)
+
+
+def gradient_scale_section(folder: str, steps: list[int] = ()) -> list[str]:
+  path = os.path.join(folder, "gradient_scale", "summary.json")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    summary = json.load(f)
+  return [
+    "## Why the CPU budget cannot test the converged claims: logit gradients at initialisation",
+    "",
+    "ASLP keeps a weight iff m + L > 0 with L ~ Logistic(0, 1), so a logit decides its weight only",
+    "once |m| nears 1. `gradient_scale/summary.json` (`python -m experiments.aslp_gradient_scale`)",
+    f"measures the logit gradient at m = 0 on one CIFAR-10 batch of {summary['batch']}, averaged over "
+    f"{summary['samples']} Gumbel",
+    f"draws, and converts it into the steps SGD (lr {summary['mask_sgd']['lr']:g}, momentum "
+    f"{summary['mask_sgd']['momentum']:g}) would need to move a",
+    "typical logit by 1 if that gradient held still (an optimistic bound)."
+    + (f" The runs above train for {', '.join(map(str, sorted(set(steps))))} steps." if steps else ""),
+    "",
+    gradient_scale_table(summary),
+    "",
+  ]
+
+
 def render(folder: str) -> str:
   summaries = [s for s in load_summaries(folder) if s.get("study") == "aslp"]
   groups = group(summaries)
@@ -284,6 +321,7 @@ def render(folder: str) -> str:
     "",
     claims(groups),
     "",
+    *gradient_scale_section(folder, [s["steps"] for s in summaries if "steps" in s]),
   ]
   return "\n".join(parts)
 
