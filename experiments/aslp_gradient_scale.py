@@ -36,6 +36,10 @@ from pruning_jax import training
 from pruning_jax.models import get_model
 
 
+def _rms(x) -> float:
+  return float(jnp.sqrt(jnp.mean(jnp.square(x))))
+
+
 def layer_gradients(model_name: str, signed_constant: bool, images, labels, samples: int, seed: int = 0):
   """``{layer path: (rms of the draw-averaged gradient, rms of one draw's gradient, size)}``."""
   model = get_model(model_name, num_classes=10)
@@ -59,8 +63,7 @@ def layer_gradients(model_name: str, signed_constant: bool, images, labels, samp
   ):
     if m.ndim < 2:
       continue
-    rms = lambda x: float(jnp.sqrt(jnp.mean(jnp.square(x))))  # noqa: E731
-    out[jax.tree_util.keystr(path, simple=True, separator="/")] = (rms(m), rms(one), int(m.size))
+    out[jax.tree_util.keystr(path, simple=True, separator="/")] = (_rms(m), _rms(one), int(m.size))
   return out
 
 

@@ -116,10 +116,10 @@ def epochs_to(curve: list[dict], accuracy: float) -> float:
   return next((r["epoch"] for r in curve if r["accuracy"] >= accuracy), float("inf"))
 
 
-def common_accuracy_epochs(without: list[dict], with_: list[dict]) -> list[tuple[float, float]]:
-  """Per seed present in both: epochs each run needs to reach the lower of their two best
-  validation accuracies -- the accuracy both reach, so it is defined even when neither run has
-  converged (epochs-to-best is then just the last epoch for both)."""
+def common_accuracy_epochs(without: list[dict], with_: list[dict]) -> np.ndarray:
+  """``(seed pairs, 2)``: per seed present in both, the epochs each run needs to reach the lower
+  of their two best validation accuracies -- the accuracy both reach, so it is defined even when
+  neither run has converged (epochs-to-best is then just the last epoch for both)."""
   by_seed = {s["seed"]: s for s in with_}
   out = []
   for a in sorted(without, key=lambda s: s["seed"]):
@@ -128,7 +128,7 @@ def common_accuracy_epochs(without: list[dict], with_: list[dict]) -> list[tuple
       continue
     target = min(max(r["accuracy"] for r in a["val_curve"]), max(r["accuracy"] for r in b["val_curve"]))
     out.append((epochs_to(a["val_curve"], target), epochs_to(b["val_curve"], target)))
-  return out
+  return np.asarray(out, float).reshape(-1, 2)
 
 
 def rescale_pairs(groups):
@@ -157,7 +157,7 @@ def rescale_epochs_table(groups) -> str:
     def bv(runs):
       return mean_std([r["best_val_accuracy"] for r in runs])
 
-    pairs = np.asarray(common_accuracy_epochs(a, b), float).reshape(-1, 2)
+    pairs = common_accuracy_epochs(a, b)
     common = f"{pairs[:, 0].mean():.1f} | {pairs[:, 1].mean():.1f} ({len(pairs)})" if len(pairs) else "- | -"
     lines.append(f"| {model} | {row}: {base} -> {wr} | {ep(a)} | {ep(b)} | {common} | {bv(a)} | {bv(b)} |")
   return "\n".join(lines)
@@ -201,7 +201,7 @@ def claims(groups) -> str:
     for _, row, base, wr, a, b in rescale_pairs({k: v for k, v in groups.items() if k[0] == model}):
       d = np.mean([s["best_val_epoch"] for s in b]) - np.mean([s["best_val_epoch"] for s in a])
       line = f"- {model}, {row} {base} -> {wr}: smart rescale changes epochs to best val by {d:+.1f}"
-      pairs = np.asarray(common_accuracy_epochs(a, b), float).reshape(-1, 2)
+      pairs = common_accuracy_epochs(a, b)
       if len(pairs):
         dc = np.mean(pairs[:, 1] - pairs[:, 0])
         line += f", epochs to the accuracy both reach by {dc:+.1f} ({len(pairs)} seed pairs)"

@@ -67,5 +67,5 @@ def test_common_accuracy_epochs_pairs_by_seed():
   without = [run(0, [0.1, 0.3, 0.2]), run(1, [0.1, 0.2, 0.4]), run(2, [0.5])]
   with_ = [run(1, [0.35, 0.36, 0.37]), run(0, [0.25, 0.28, 0.31])]
   # seed 0: common 0.30 -> epochs 2 and 3; seed 1: common 0.37 -> epochs 3 and 3; seed 2 unpaired
-  assert report_aslp.common_accuracy_epochs(without, with_) == [(2.0, 3.0), (3.0, 3.0)]
+  np.testing.assert_array_equal(report_aslp.common_accuracy_epochs(without, with_), [[2.0, 3.0], [3.0, 3.0]])
   assert report_aslp.epochs_to(run(0, [0.1, 0.2])["val_curve"], 0.3) == float("inf")
