@@ -26,7 +26,15 @@ SMALL = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(models.MODELS))
+# Deeper members of a family share their code path with a faster one (ResNet56 with ResNet20,
+# VGG11/16 with VGG19); they run with the slow tests to keep `make test` short.
+SAME_CODE_PATH = {"resnet56", "vgg11", "vgg16"}
+
+
+@pytest.mark.parametrize(
+  "name",
+  [pytest.param(n, marks=pytest.mark.slow) if n in SAME_CODE_PATH else n for n in sorted(models.MODELS)],
+)
 def test_one_pruned_train_step_every_model(name):
   shape = (4, 28, 28, 1) if name.startswith("lenet") else (4, 32, 32, 3)
   model = models.get_model(name, **SMALL[name])
