@@ -31,8 +31,14 @@ SCRIPT = textwrap.dedent(
 )
 
 
+def eight_device_env() -> dict[str, str]:
+  """The parent's environment (and its XLA_FLAGS) with 8 virtual CPU devices."""
+  flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+  return dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu")
+
+
 def test_masks_match_on_8_virtual_devices():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+  env = eight_device_env()
   out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
 
@@ -79,7 +85,7 @@ TRAIN_SCRIPT = textwrap.dedent(
 
 
 def test_data_parallel_train_step_matches_one_device():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+  env = eight_device_env()
   out = subprocess.run(
     [sys.executable, "-c", TRAIN_SCRIPT], env=env, capture_output=True, text=True, timeout=600
   )
