@@ -5,8 +5,8 @@ import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Tests compile far more than they run, and LLVM's optimisation passes dominate XLA:CPU compile
-# time for the threefry / erf_inv code behind every random initializer (jax.random.normal takes
-# ~2.4 s to compile at the default level, ~0.3 s at 0). Set before jax initialises its backend.
+# time for the threefry / erf_inv code behind every random initializer (several times longer than
+# at level 0). Set before jax initialises its backend.
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 
