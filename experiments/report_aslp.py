@@ -41,8 +41,7 @@ PUBLISHED = {
     ("aslp+da", "sc"): 77.5,
     ("aslp+da", "wr+sc"): 77.5,
   },
-  # The poster and slides print no Conv4 CIFAR-10 numbers; Zhou et al.'s Table 1 (tier C) gives
-  # its best supermask, DWR+SC, which matches the poster's Conv2 and Conv6 supermask figures.
+  # Zhou et al.'s best supermask (their Conv2/Conv6 figures match the poster's); see PUBLISHED_NOTES
   "conv4": {("supermask", "wr+sc"): 72.5},
   "conv6": {
     ("supermask", "plain"): 63.5,
