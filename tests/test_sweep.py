@@ -2,6 +2,7 @@
 collected and reports (without stopping at) a failed run."""
 
 import json
+import os
 import textwrap
 
 from helpers import write_tiny_cifar_npz
@@ -50,3 +51,17 @@ def test_sweep_runs_collects_skips_and_reports_failures(tmp_path, capsys):
   assert collected["variant"] == "ok" and collected["steps"] == 2
   sweep.main([*argv, "--only", "ok"])
   assert "conv2_dense_ok_seed0: collected, skipped" in capsys.readouterr().out
+
+
+def test_sweep_children_share_one_compilation_cache_unless_told_otherwise(tmp_path, monkeypatch):
+  monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+  base = ["--config", "c.py", "--grid", "g", "--runs", str(tmp_path / "runs"), "--results", "r"]
+
+  def env(*extra):
+    return sweep.child_env(sweep.parse_args([*base, *extra]))
+
+  assert env()["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "runs" / "xla-cache")
+  assert env("--xla-cache", "rel")["JAX_COMPILATION_CACHE_DIR"] == os.path.abspath("rel")
+  assert "JAX_COMPILATION_CACHE_DIR" not in env("--no-xla-cache")
+  monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/mine")
+  assert env()["JAX_COMPILATION_CACHE_DIR"] == "/mine"
