@@ -32,6 +32,8 @@ def test_report_tables_and_claims(tmp_path):
     _summary("edge_popup", "sc+da", 0, 0.40, 4),
     _summary("aslp", "plain", 0, 0.20, 5),
     _summary("aslp", "wr", 0, 0.25, 3),
+    _summary("aslp", "sc", 0, 0.13, 1),  # best val 0.12: within 2 points of chance
+    _summary("aslp", "wr+sc", 0, 0.12, 4),
     {
       **_summary("supermask", "plain", 0, 0.15, 2),
       "test_accuracy_sampled": [0.1, 0.2],
@@ -53,8 +55,11 @@ def test_report_tables_and_claims(tmp_path):
     "both reach by -1.0 (1 seed pairs)." in text
   )
   assert "| conv2 | aslp: plain -> wr | 5.0 (n=1) | 3.0 (n=1) | 5.0 | 4.0 (1) |" in text
+  assert "conv2, aslp sc -> wr+sc: smart rescale changes epochs to best val by +3.0" in text
+  assert "within 2 points of chance (10%), so its epoch of best validation accuracy is noise" in text
+  assert text.count("noise, not speed") == 1
   assert "0.1500 +- 0.0500 (2)" in text
-  assert "In 3 of 6 runs the best validation accuracy is at the last epoch" in text
+  assert "In 3 of 8 runs the best validation accuracy is at the last epoch" in text
   assert (tmp_path / "val_accuracy_conv2.png").stat().st_size > 0
   assert report_aslp.row_and_variant(runs[0]) == ("aslp+da", "sc")
   np.testing.assert_equal(report_aslp.mean_std([0.5]), "50.0 (n=1)")
