@@ -95,18 +95,34 @@ def sparsity_table(study) -> str:
   return "\n".join(lines)
 
 
+def budget_weight(s) -> float:
+  return s["config"]["stages"][-1]["pruner"]["budget_weight"]
+
+
+def last_val_accuracy(s) -> float:
+  return s["val_curve"][-1]["accuracy"] if s.get("val_curve") else float("nan")
+
+
+def selected_lambda(selection) -> float | None:
+  """The config's criterion: the hard-pruned network's validation accuracy at the end of
+  training, ties to the smaller lambda."""
+  if not selection:
+    return None
+  return budget_weight(max(selection, key=lambda s: (last_val_accuracy(s), -budget_weight(s))))
+
+
 def selection_table(selection) -> str:
   lines = [
-    "| lambda | rate | best val acc (hard-pruned) | last val acc | final C / C_target |",
+    "| lambda | rate | last val acc, hard-pruned (the criterion) | best val acc | final C / C_target |",
     "| --- | --- | --- | --- | --- |",
   ]
-  for s in sorted(selection, key=lambda s: s["config"]["stages"][-1]["pruner"]["budget_weight"]):
-    lam = s["config"]["stages"][-1]["pruner"]["budget_weight"]
+  for s in sorted(selection, key=budget_weight):
     ratio = s["train_curve"][-1].get("budget_ratio", float("nan")) if s.get("train_curve") else float("nan")
-    last = s["val_curve"][-1]["accuracy"] if s.get("val_curve") else float("nan")
     lines.append(
-      f"| {lam:g} | {target_rate(s):.2f} | {s['best_val_accuracy']:.4f} | {last:.4f} | {ratio:.3f} |"
+      f"| {budget_weight(s):g} | {target_rate(s):.2f} | {last_val_accuracy(s):.4f} "
+      f"| {s['best_val_accuracy']:.4f} | {ratio:.3f} |"
     )
+  lines += ["", f"Selected: lambda = {selected_lambda(selection):g}."]
   return "\n".join(lines)
 
 
@@ -156,8 +172,8 @@ def plot_budget(runs, path: str) -> None:
   if not runs:
     return
   fig, ax = plt.subplots(figsize=(7, 4.5))
-  for s in sorted(runs, key=lambda s: (target_rate(s), s["config"]["stages"][-1]["pruner"]["budget_weight"])):
-    lam = s["config"]["stages"][-1]["pruner"]["budget_weight"]
+  for s in sorted(runs, key=lambda s: (target_rate(s), budget_weight(s))):
+    lam = budget_weight(s)
     steps = [r["step"] for r in s["train_curve"]]
     ax.plot(
       steps,

@@ -39,6 +39,12 @@ def test_report_table_sparsity_check_and_claims(tmp_path):
     (tmp_path / name).write_text(json.dumps(s))
   (tmp_path / "selection").mkdir()
   (tmp_path / "selection" / "l10.json").write_text(json.dumps(_summary("reparam", 0.95, 0.6, lam=10.0)))
+  # lambda 100 peaks higher but ends lower: the criterion is the end of training, ties to the smaller
+  early_peak = _summary("reparam", 0.95, 0.55, lam=100.0)
+  early_peak["best_val_accuracy"] = 0.7
+  early_peak["val_curve"] = [{"epoch": 1.0, "accuracy": 0.7, "sparsity": 0.95}, early_peak["val_curve"][0]]
+  (tmp_path / "selection" / "l100.json").write_text(json.dumps(early_peak))
+  (tmp_path / "selection" / "l1000.json").write_text(json.dumps(_summary("reparam", 0.95, 0.6, lam=1000.0)))
   text = report_reparam.render(str(tmp_path))
   assert "| reparam | 65.00 [paper 85.57] | - [paper 84.59] |" in text
   assert "| dense (0%) | 80.00 |" in text
@@ -46,4 +52,6 @@ def test_report_table_sparsity_check_and_claims(tmp_path):
   assert "| bad.json | 0.95 | 0.90000 | NO | - | 0.5000 |" in text
   assert "| rep.json | 0.90 | 0.90000 | yes | 0.6600 | 0.6500 |" in text
   assert "| 10 | 0.95 | 0.6000 | 0.6000 | 1.010 |" in text  # selection runs stay out of the study table
+  assert "| 100 | 0.95 | 0.5500 | 0.7000 | 1.010 |" in text
+  assert "Selected: lambda = 10." in text
   assert (tmp_path / "budget_ratio.png").exists() and (tmp_path / "layer_density.png").exists()

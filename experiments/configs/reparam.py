@@ -26,8 +26,9 @@ Methods, all on the same data, seed and weight optimizer:
 
 Choices the paper does not give:
 - lambda: chosen on the validation split among {10, 100, 1000} at 95% (the grid's middle rate,
-  grid ``select_<budget>``), reused for every rate; the selection criterion is the best
-  validation accuracy of the hard-pruned network. The chosen value is ``LAMBDA`` below.
+  grid ``select_<budget>``), reused for every rate; the criterion is the validation accuracy
+  of the hard-pruned network at the end of training (the network the study reports), ties to
+  the smaller lambda. The report prints the winner; the chosen value is ``LAMBDA`` below.
 - The hard-prune rule (see pruning_jax.methods.reparam): global, by gate value h_t(w), exactly
   the target count.
 - Model selection: the last epoch (the paper reports the trained network); the test split is
