@@ -232,8 +232,13 @@ def test_aslp_config_grid_and_bad_arguments():
     aslp.get_config("method=aslp,tau=2")
   with pytest.raises(ValueError, match="budget='huge'"):
     aslp.get_config("budget=huge")
-  with pytest.raises(ValueError, match="cpu_conv2"):
+  full = [aslp.get_config(a) for a in aslp.grid("full_conv6")]
+  assert [run_name(c) for c in full] == [n.replace("conv2", "conv6") for n in names]
+  assert all(c.stages[0].epochs == aslp.FULL_EPOCHS and c.get("train_subset") is None for c in full)
+  with pytest.raises(ValueError, match="cpu_conv4"):
     aslp.grid("conv9")
+  with pytest.raises(ValueError, match="budget cpu or full"):
+    aslp.grid("smoke_conv2")
 
 
 def test_init_from_a_finished_run_prunes_its_model_without_training(npz, tmp_path):

@@ -116,19 +116,25 @@ def get_config(arg: str = ""):
 def grid(name: str) -> list[str]:
   """The runs of a study grid, most informative first (a partial sweep still compares methods).
 
-  ``cpu_conv2`` / ``cpu_conv4``: the poster grid -- ASLP and supermask x {plain, WR, SC, WR+SC}
-  without augmentation, ASLP and edge-popup x {SC, WR+SC} with it; seeds 0 and 1 for the ASLP
-  and edge-popup rows, seed 0 for supermask.
+  ``<budget>_<net>`` (budget cpu or full, net conv2, conv4 or conv6): the poster grid -- ASLP
+  and supermask x {plain, WR, SC, WR+SC} without augmentation, ASLP and edge-popup x {SC, WR+SC}
+  with it; seeds 0 and 1 for the ASLP and edge-popup rows, seed 0 for supermask. Run names do not
+  carry the budget: collect a ``full_`` grid into its own results folder.
   """
-  model = name.removeprefix("cpu_")
-  if not name.startswith("cpu_") or model not in ("conv2", "conv4", "conv6"):
-    raise ValueError(f"aslp grid {name!r} is unknown; expected cpu_conv2, cpu_conv4 or cpu_conv6.")
+  budget, _, model = name.partition("_")
+  if budget not in ("cpu", "full") or model not in ("conv2", "conv4", "conv6"):
+    raise ValueError(
+      f"aslp grid {name!r} is unknown; expected <budget>_<net> with budget cpu or full and net conv2, conv4 "
+      "or conv6 (e.g. cpu_conv4)."
+    )
   runs = []
   for seed in (0, 1):
     da_rows = [(m, wr, sc) for m in ("aslp", "edge_popup") for wr, sc in ((0, 1), (1, 1))]
     plain_rows = [("aslp", wr, sc) for wr, sc in ((0, 0), (1, 0), (0, 1), (1, 1))]
     if seed == 0:
       plain_rows += [("supermask", wr, sc) for wr, sc in ((0, 0), (1, 0), (0, 1), (1, 1))]
-    runs += [f"method={m},model={model},wr={wr},sc={sc},da=1,seed={seed}" for m, wr, sc in da_rows]
-    runs += [f"method={m},model={model},wr={wr},sc={sc},da=0,seed={seed}" for m, wr, sc in plain_rows]
+    for da, rows in ((1, da_rows), (0, plain_rows)):
+      runs += [
+        f"method={m},model={model},wr={wr},sc={sc},da={da},seed={seed},budget={budget}" for m, wr, sc in rows
+      ]
   return runs
