@@ -161,8 +161,14 @@ def test_study_config_reparam_has_no_fine_tuning_and_baselines_share_the_budget(
   assert c.train_subset == dense.train_subset == gmp.train_subset and c.seed == dense.seed
   mp = cfg.get_config("method=mp,rate=0.97,runs=/r")
   assert mp.stages[0].epochs == 0 and mp.init_from == "/r/conv4_dense_cpu_seed0"
-  for arg in cfg.grid("cpu") + cfg.grid("select_cpu"):
+  for arg in cfg.grid("select_cpu") + [a for a in cfg.grid("cpu") if "method=reparam" not in a]:
     train.validate_config(cfg.get_config(arg))
-  assert cfg.grid("cpu")[0] == "method=dense,budget=cpu"  # mp and mp_ft start from it
+  assert cfg.grid("cpu")[0] == "method=dense,model=conv4,budget=cpu"  # mp and mp_ft start from it
+  assert all("model=vgg19,budget=gpu" in a for a in cfg.grid("gpu_vgg19") + cfg.grid("select_gpu_vgg19"))
+  unselected = "no lambda selected yet for model=resnet18, budget=gpu.*select_gpu_resnet18"
+  with pytest.raises(ValueError, match=unselected):
+    cfg.get_config("method=reparam,model=resnet18,budget=gpu")
+  with pytest.raises(ValueError, match=r"\[select_\]<budget>\[_<model>\]"):
+    cfg.grid("tpu")
   with pytest.raises(ValueError, match="method='l1'"):
     cfg.get_config("method=l1")

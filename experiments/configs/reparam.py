@@ -7,7 +7,8 @@ Keys of the argument (comma-separated ``key=value``):
   method  reparam | dense | mp | mp_ft | gmp
   model   conv4 (default) | vgg19 | resnet18 | any registered model
   rate    removed fraction of the prunable weights (0.9, 0.95, 0.97, 0.99)
-  lam     reparam's lambda (budget weight)
+  lam     reparam's lambda (budget weight); default: the one selected for (model, budget) in
+          ``LAMBDA``, an error where none has been selected yet
   seed    the run's seed
   budget  cpu (default) | gpu | smoke
   runs    where the dense run lives for mp / mp_ft (default runs/reparam)
@@ -25,10 +26,11 @@ Methods, all on the same data, seed and weight optimizer:
   above the weights' and plain SGD at the weights' rate leaves it where it started.
 
 Choices the paper does not give:
-- lambda: chosen on the validation split among {10, 100, 1000} at 95% (the grid's middle rate,
-  grid ``select_<budget>``), reused for every rate; the criterion is the validation accuracy
-  of the hard-pruned network at the end of training (the network the study reports), ties to
-  the smaller lambda. The report prints the winner; the chosen value is ``LAMBDA`` below.
+- lambda: chosen per (model, budget) on the validation split among {10, 100, 1000} at 95% (the
+  grid's middle rate, grid ``select_<budget>[_<model>]``), reused for every rate; the criterion
+  is the validation accuracy of the hard-pruned network at the end of training (the network the
+  study reports), ties to the smaller lambda. The report prints the winner; ``LAMBDA`` below
+  records it.
 - The hard-prune rule (see pruning_jax.methods.reparam): global, by gate value h_t(w), exactly
   the target count.
 - Model selection: the last epoch (the paper reports the trained network); the test split is
@@ -41,7 +43,9 @@ E = 160, F = 40.
 
 from experiments.configs.base import base_config, check_choice, parse_options, stage
 
-LAMBDA = 100.0  # chosen on validation, see the docstring; overridden by lam=
+# (model, budget) -> lambda selected on validation (see the docstring); lam= overrides.
+LAMBDA: dict[tuple[str, str], float] = {}
+SELECTION_LAMBDAS = (10.0, 100.0, 1000.0)
 BUDGETS = {
   "cpu": {"epochs": 4, "finetune": 1, "train_subset": 15_000},
   "gpu": {"epochs": 160, "finetune": 40, "train_subset": None},
@@ -51,7 +55,7 @@ DEFAULTS = {
   "method": "reparam",
   "model": "conv4",
   "rate": "0.9",
-  "lam": str(LAMBDA),
+  "lam": "selected",
   "seed": "0",
   "budget": "cpu",
   "runs": "runs/reparam",
@@ -64,6 +68,16 @@ def parse(arg: str) -> dict[str, str]:
   o = parse_options(arg, DEFAULTS, study="reparam", example="method=reparam,rate=0.95,lam=100,seed=0")
   check_choice("reparam", "method", o["method"], METHODS)
   check_choice("reparam", "budget", o["budget"], BUDGETS)
+  if o["lam"] == "selected":
+    if o["method"] != "reparam":
+      o["lam"] = "0"  # unused by the baselines
+    elif (o["model"], o["budget"]) in LAMBDA:
+      o["lam"] = repr(LAMBDA[(o["model"], o["budget"])])
+    else:
+      raise ValueError(
+        f"reparam config: no lambda selected yet for model={o['model']}, budget={o['budget']}; run the grid "
+        f"select_{o['budget']}_{o['model']} and record the winner in LAMBDA, or pass lam=<value>."
+      )
   return o
 
 
@@ -125,14 +139,19 @@ def get_config(arg: str = ""):
 
 
 def grid(name: str) -> list[str]:
-  """``select_<budget>``: the lambda selection runs; ``<budget>``: the study (dense first: mp and
-  mp_ft start from it)."""
-  kind, _, budget = name.rpartition("_") if name.startswith("select_") else ("", "", name)
+  """``<budget>[_<model>]``: the study (model default conv4; dense first: mp and mp_ft start from
+  it); ``select_<budget>[_<model>]``: the lambda selection runs."""
+  kind, rest = ("select", name.removeprefix("select_")) if name.startswith("select_") else ("study", name)
+  budget, _, model = rest.partition("_")
   if budget not in BUDGETS:
-    raise ValueError(f"reparam grid {name!r} is unknown; expected cpu, gpu, smoke or select_<one of them>.")
+    raise ValueError(
+      f"reparam grid {name!r} is unknown; expected [select_]<budget>[_<model>] with budget in "
+      f"{sorted(BUDGETS)} (e.g. cpu, select_cpu, gpu_vgg19)."
+    )
+  where = f"model={model or DEFAULTS['model']},budget={budget}"
   if kind == "select":
-    return [f"method=reparam,rate=0.95,lam={lam:g},budget={budget}" for lam in (10.0, 100.0, 1000.0)]
-  runs = [f"method=dense,budget={budget}"]
+    return [f"method=reparam,rate=0.95,lam={lam:g},{where}" for lam in SELECTION_LAMBDAS]
+  runs = [f"method=dense,{where}"]
   for method in ("mp", "mp_ft", "gmp", "reparam"):
-    runs += [f"method={method},rate={r},budget={budget}" for r in (0.9, 0.95, 0.97, 0.99)]
+    runs += [f"method={method},rate={r},{where}" for r in (0.9, 0.95, 0.97, 0.99)]
   return runs
