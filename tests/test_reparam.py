@@ -172,3 +172,17 @@ def test_study_config_reparam_has_no_fine_tuning_and_baselines_share_the_budget(
     cfg.grid("tpu")
   with pytest.raises(ValueError, match="method='l1'"):
     cfg.get_config("method=l1")
+
+
+def test_recorded_lambda_is_the_committed_selection_winner():
+  import os
+
+  from experiments import report_reparam
+  from experiments.configs import reparam as cfg
+  from experiments.report import load_summaries
+
+  folder = os.path.join(os.path.dirname(__file__), "..", "experiments", "results", "reparam", "selection")
+  selection = [s for s in load_summaries(folder) if s.get("study") == "reparam"]
+  assert {report_reparam.budget_weight(s) for s in selection} == set(cfg.SELECTION_LAMBDAS)
+  assert cfg.LAMBDA[("conv4", "cpu")] == report_reparam.selected_lambda(selection)
+  assert cfg.get_config("method=reparam").stages[0].pruner.budget_weight == cfg.LAMBDA[("conv4", "cpu")]

@@ -44,7 +44,8 @@ E = 160, F = 40.
 from experiments.configs.base import base_config, check_choice, parse_options, stage
 
 # (model, budget) -> lambda selected on validation (see the docstring); lam= overrides.
-LAMBDA: dict[tuple[str, str], float] = {}
+# Conv4 / cpu: the winner of experiments/results/reparam/selection/ (its RESULTS.md table).
+LAMBDA: dict[tuple[str, str], float] = {("conv4", "cpu"): 10.0}
 SELECTION_LAMBDAS = (10.0, 100.0, 1000.0)
 BUDGETS = {
   "cpu": {"epochs": 4, "finetune": 1, "train_subset": 15_000},
