@@ -13,6 +13,7 @@ of an epoch and each step's augmentation derive from (seed, stage, epoch, step) 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -460,7 +461,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if best is None:
       best = _record(state, si, -1.0)
     train_step = jax.jit(training.make_train_step(apply_fn, pruner, tx))
-    eval_step = jax.jit(training.make_eval_step(apply_fn, pruner, finalized=config.eval_finalized))
+    finalized = config.eval_finalized
+    eval_step = jax.jit(training.make_eval_step(apply_fn, pruner, finalized=finalized))
+    eval_sparsity = jax.jit(functools.partial(training.evaluated_sparsity, pruner, finalized=finalized))
     data_key = jax.random.fold_in(root, 2000 + si)
     bar = tqdm(
       total=total,
@@ -510,7 +513,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
               "epoch": step / spe,
               "global_step": global_offset + step,
               **val,
-              "sparsity": float(metrics["sparsity"]),
+              "sparsity": float(eval_sparsity(state)),  # of the network the accuracy is of
             }
           )
           if val["accuracy"] > float(best["val_accuracy"]) or not config.select_best:

@@ -172,6 +172,17 @@ def make_train_step(
   return step
 
 
+def evaluated_sparsity(pruner: Pruner, state: TrainState, *, finalized: bool = False) -> jax.Array:
+  """Sparsity of the network that ``make_eval_step(..., finalized=finalized)`` evaluates: the
+  extracted subnetwork's masks, or the training-time masks (for methods such as reparam, which
+  remove nothing before ``finalize``, the two differ)."""
+  if finalized:
+    _, masks = pruner.finalize(state.params, state.pruner_state)
+  else:
+    masks = pruner.masks(state.params, state.pruner_state)
+  return _sparsity(masks)
+
+
 def make_eval_step(
   apply_fn: ApplyFn,
   pruner: Pruner,

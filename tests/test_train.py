@@ -217,6 +217,19 @@ def test_missing_rescale_optimizer_names_the_label(npz, tmp_path):
     train.train_and_evaluate(c, str(tmp_path))
 
 
+def test_validation_records_the_sparsity_of_the_network_they_evaluate(npz, tmp_path):
+  # reparam removes nothing while training; the validation accuracy is of the hard-pruned network
+  c = tiny_config(npz)
+  pruner = {"name": "reparam", "sparsity": 0.75, "budget_weight": 1.0, "per_layer_t": True}
+  c.stages = [stage("reparam", 2, pruner, SGD, {"name": "adam", "lr": 1.0})]
+  s = train.train_and_evaluate(c, str(tmp_path))
+  assert s["sparsity"] == pytest.approx(0.75, abs=1e-3)
+  assert [r["sparsity"] for r in s["val_curve"]] == [pytest.approx(s["sparsity"])] * 2
+  with open(tmp_path / "metrics.jsonl") as f:
+    train_records = [json.loads(line) for line in f if '"split": "train"' in line]
+  assert train_records and all(r["sparsity"] == 0.0 for r in train_records)
+
+
 def test_aslp_config_grid_and_bad_arguments():
   from experiments.configs import aslp
   from experiments.sweep import run_name
