@@ -187,13 +187,23 @@ def plot_budget(runs, path: str) -> None:
   save_figure(fig, ax, path, fontsize=7)
 
 
+def budget_line(study) -> str:
+  groups = defaultdict(set)
+  for s in study:
+    groups[(s["model"], s["config"].get("train_subset"), s["device"])].add((s["method"], s["epochs"]))
+  parts = []
+  for (model, images, device), epochs in sorted(groups.items(), key=str):
+    by_method = ", ".join(f"{m} {e:g}" for m, e in sorted(epochs, key=lambda me: METHODS.index(me[0])))
+    parts.append(f"{model} on {images or 'all 45k'} training images ({device}): {by_method}")
+  return "; ".join(parts)
+
+
 def render(folder: str) -> str:
   summaries = [s for s in load_summaries(folder) if s.get("study") == "reparam"]
   selection = [s for s in summaries if os.path.dirname(s["_file"]) == "selection"]
   study = [s for s in summaries if os.path.dirname(s["_file"]) != "selection"]
   plot_density(study, os.path.join(folder, "layer_density.png"))
   plot_budget(study + selection, os.path.join(folder, "budget_ratio.png"))
-  budgets = sorted({(s["model"], s["epochs"], s["config"].get("train_subset"), s["device"]) for s in study})
   parts = [
     "# Budget-aware pruning by weight reparametrization (CIFAR-10)",
     "",
@@ -202,8 +212,8 @@ def render(folder: str) -> str:
     "experiments.sweep --config experiments/configs/reparam.py --grid <budget> --runs runs/reparam",
     "--results experiments/results/reparam`; every choice is in `experiments/configs/reparam.py`.",
     "",
-    "Budgets (net, epochs of the run, training images (None: all 45k), device): "
-    + "; ".join(f"{m}: {e:g}, {n}, {d}" for m, e, n, d in budgets),
+    "Budgets (training epochs of each method's own run; mp and mp_ft start from the dense run): "
+    + budget_line(study),
     "",
   ]
   for model in sorted({s["model"] for s in study}):

@@ -48,6 +48,7 @@ def test_report_table_sparsity_check_and_claims(tmp_path):
   text = report_reparam.render(str(tmp_path))
   assert "| reparam | 65.00 [paper 85.57] | - [paper 84.59] |" in text
   assert "| dense (0%) | 80.00 |" in text
+  assert "conv4 on 15000 training images (cpu): dense 4, mp 4, mp_ft 4, gmp 4, reparam 4" in text
   assert "conv4 90%: reparam - MP = +45.00 points; reparam - MP+FT = -5.00 points." in text
   assert "| bad.json | 0.95 | 0.90000 | NO | - | 0.5000 |" in text
   assert "| rep.json | 0.90 | 0.90000 | yes | 0.6600 | 0.6500 |" in text
