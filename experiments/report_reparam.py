@@ -147,20 +147,29 @@ def claims(study, model: str) -> str:
 
 
 def plot_density(study, path: str) -> None:
+  """One panel per rate, a line per method and seed (MP+FT keeps MP's mask, so its line lies on MP's)."""
   pruned = [s for s in study if target_rate(s) is not None and s.get("layer_density")]
   if not pruned:
     return
-  fig, ax = plt.subplots(figsize=(9, 4.5))
-  for s in sorted(pruned, key=lambda s: (s["method"], target_rate(s))):
-    dens = [d["kept"] / d["total"] for d in s["layer_density"]]
-    ax.plot(
-      range(len(dens)), dens, marker="o", ms=3, label=f"{s['method']} {target_rate(s):.2f} s{s['seed']}"
-    )
+  rates = sorted({target_rate(s) for s in pruned})
+  fig, axes = plt.subplots(1, len(rates), figsize=(3.2 * len(rates), 4), sharey=True, squeeze=False)
   names = [d["path"].replace("/kernel", "") for d in pruned[0]["layer_density"]]
-  ax.set_xticks(range(len(names)), names, rotation=30, fontsize=7)
-  ax.set_yscale("log")
-  ax.set_ylabel("kept fraction (log)")
-  save_figure(fig, ax, path, fontsize=6, ncol=3)
+  for ax, rate in zip(axes[0], rates, strict=True):
+    for s in sorted(
+      (s for s in pruned if target_rate(s) == rate), key=lambda s: (METHODS.index(s["method"]), s["seed"])
+    ):
+      dens = [d["kept"] / d["total"] for d in s["layer_density"]]
+      style = "--" if s["method"] == "mp_ft" else "-"
+      ax.plot(range(len(dens)), dens, style, marker="o", ms=3, label=f"{s['method']} s{s['seed']}")
+    ax.set_title(f"{rate:.0%} removed", fontsize=9)
+    ax.set_xticks(range(len(names)), names, rotation=60, fontsize=6)
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+  axes[0][0].set_ylabel("kept fraction per layer (log)")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
 
 
 def plot_budget(runs, path: str) -> None:
