@@ -79,17 +79,20 @@ def accuracy_table(study, model: str) -> str:
 
 def sparsity_table(study) -> str:
   lines = [
-    "| run | target | measured sparsity | within 0.1% | test acc before hard prune | test acc after |",
-    "| --- | --- | --- | --- | --- | --- |",
+    "| run | target | measured sparsity | within 0.1% | final C / C_target | test acc before hard prune "
+    "| test acc after |",
+    "| --- | --- | --- | --- | --- | --- | --- |",
   ]
   for s in sorted(study, key=lambda s: (s["model"], s["method"], target_rate(s) or 0, s["seed"])):
     rate = target_rate(s)
     if rate is None:
       continue
     before = s.get("test_accuracy_sampled_mean")
+    ratio = (s.get("train_curve") or [{}])[-1].get("budget_ratio")
     lines.append(
       f"| {s['_file']} | {rate:.2f} | {s['sparsity']:.5f} "
       f"| {'yes' if abs(s['sparsity'] - rate) <= 1e-3 else 'NO'} "
+      f"| {f'{ratio:.3f}' if ratio is not None else '-'} "
       f"| {f'{before:.4f}' if before is not None else '-'} | {s['test_accuracy']:.4f} |"
     )
   return "\n".join(lines)

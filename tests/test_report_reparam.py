@@ -50,8 +50,8 @@ def test_report_table_sparsity_check_and_claims(tmp_path):
   assert "| dense (0%) | 80.00 |" in text
   assert "conv4 on 15000 training images (cpu): dense 4, mp 4, mp_ft 4, gmp 4, reparam 4" in text
   assert "conv4 90%: reparam - MP = +45.00 points; reparam - MP+FT = -5.00 points." in text
-  assert "| bad.json | 0.95 | 0.90000 | NO | - | 0.5000 |" in text
-  assert "| rep.json | 0.90 | 0.90000 | yes | 0.6600 | 0.6500 |" in text
+  assert "| bad.json | 0.95 | 0.90000 | NO | 1.010 | - | 0.5000 |" in text
+  assert "| rep.json | 0.90 | 0.90000 | yes | 1.010 | 0.6600 | 0.6500 |" in text
   assert "| 10 | 0.95 | 0.6000 | 0.6000 | 1.010 |" in text  # selection runs stay out of the study table
   assert "| 100 | 0.95 | 0.5500 | 0.7000 | 1.010 |" in text
   assert "Selected: lambda = 10." in text
