@@ -149,8 +149,15 @@ def claims(study, model: str) -> str:
   return "\n".join(out) if out else "- (no comparable runs yet)"
 
 
+LINE_STYLES = {"mp": ("-", "o"), "mp_ft": ("--", "s"), "gmp": (":", "^"), "reparam": ("-", "x")}
+
+
 def plot_density(study, path: str) -> None:
-  """One panel per rate, a line per method and seed (MP+FT keeps MP's mask, so its line lies on MP's)."""
+  """One panel per rate, a line per method and seed.
+
+  MP+FT keeps MP's mask, and gradual magnitude's global profile lands within a few weights of it,
+  so each method has its own line style and marker: overlapping lines stay readable.
+  """
   pruned = [s for s in study if target_rate(s) is not None and s.get("layer_density")]
   if not pruned:
     return
@@ -162,8 +169,10 @@ def plot_density(study, path: str) -> None:
       (s for s in pruned if target_rate(s) == rate), key=lambda s: (METHODS.index(s["method"]), s["seed"])
     ):
       dens = [d["kept"] / d["total"] for d in s["layer_density"]]
-      style = "--" if s["method"] == "mp_ft" else "-"
-      ax.plot(range(len(dens)), dens, style, marker="o", ms=3, label=f"{s['method']} s{s['seed']}")
+      style, marker = LINE_STYLES.get(s["method"], ("-", "o"))
+      ax.plot(
+        range(len(dens)), dens, style, marker=marker, ms=4, mfc="none", label=f"{s['method']} s{s['seed']}"
+      )
     ax.set_title(f"{rate:.0%} removed", fontsize=9)
     ax.set_xticks(range(len(names)), names, rotation=60, fontsize=6)
     ax.set_yscale("log")
