@@ -8,6 +8,10 @@ of ``experiments.main`` in ``RUNS/<name>``: a run whose summary is already colle
 an interrupted one resumes from its last checkpoint, and a failed one is reported and the sweep
 goes on. Collected summaries are ``RESULTS/<model>_<method>_<variant>_seed<k>.json``.
 
+``--seeds 1,2`` repeats the grid once per seed (``,seed=<k>`` appended to each entry, the seeds
+in the outer loop so a run that starts from another, e.g. MP from its dense run, comes after
+it); ``--only`` (repeatable) keeps the entries containing any of its substrings.
+
 The runs of a grid share one persistent XLA compilation cache (``--xla-cache``, default
 ``RUNS/xla-cache``): they build the same model, initializers and evaluation step, and on CPU
 compiling those costs tens of seconds per process. A ``JAX_COMPILATION_CACHE_DIR`` already in the
@@ -40,6 +44,23 @@ def run_name(config) -> str:
   return f"{config.model}_{config.method}_{config.variant}_seed{config.seed}"
 
 
+def entries(grid: list[str], seeds: str | None = None, only: list[str] | None = None) -> list[str]:
+  """The config arguments to run: the grid, once per seed if ``seeds`` is given, filtered by ``only``."""
+  if seeds is not None:
+    try:
+      seed_list = [int(k) for k in seeds.split(",")]
+    except ValueError:
+      raise ValueError(f"--seeds {seeds!r}: expected comma-separated integers, e.g. --seeds 1,2.") from None
+    fixed = [e for e in grid if "seed=" in e]
+    if fixed:
+      raise ValueError(
+        f"--seeds {seeds!r}: the grid already sets the seed in {fixed[0]!r}; drop --seeds or pick "
+        "the grid's own seeds with --only seed=<k>."
+      )
+    grid = [f"{e},seed={k}" for k in seed_list for e in grid]
+  return [e for e in grid if not only or any(o in e for o in only)]
+
+
 def child_env(args) -> dict[str, str]:
   env = dict(os.environ)
   if not args.no_xla_cache and "JAX_COMPILATION_CACHE_DIR" not in env:
@@ -53,7 +74,10 @@ def parse_args(argv=None) -> argparse.Namespace:
   ap.add_argument("--grid", required=True)
   ap.add_argument("--runs", required=True, help="work directories go here")
   ap.add_argument("--results", required=True, help="collected summaries go here")
-  ap.add_argument("--only", default=None, help="substring: run only the matching grid entries")
+  ap.add_argument(
+    "--only", action="append", default=None, help="substring, repeatable: keep entries with one"
+  )
+  ap.add_argument("--seeds", default=None, help="comma-separated seeds: run the grid once per seed")
   ap.add_argument("--dry-run", action="store_true")
   ap.add_argument("--xla-cache", default=None, help="shared compilation cache (default RUNS/xla-cache)")
   ap.add_argument("--no-xla-cache", action="store_true", help="compile every run from scratch")
@@ -66,9 +90,7 @@ def main(argv=None) -> int:
   module = load_config_module(args.config)
   os.makedirs(args.results, exist_ok=True)
   failed = []
-  for arg in module.grid(args.grid):
-    if args.only and args.only not in arg:
-      continue
+  for arg in entries(module.grid(args.grid), args.seeds, args.only):
     if "runs" in getattr(module, "DEFAULTS", {}):
       arg = f"{arg},runs={args.runs}"  # runs that start from other runs find them here
     name = run_name(module.get_config(arg))

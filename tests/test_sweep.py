@@ -5,6 +5,7 @@ import json
 import os
 import textwrap
 
+import pytest
 from helpers import write_tiny_cifar_npz
 
 from experiments import sweep
@@ -65,3 +66,24 @@ def test_sweep_children_share_one_compilation_cache_unless_told_otherwise(tmp_pa
   assert "JAX_COMPILATION_CACHE_DIR" not in env("--no-xla-cache")
   monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/mine")
   assert env()["JAX_COMPILATION_CACHE_DIR"] == "/mine"
+
+
+def test_seeds_repeat_the_grid_seed_by_seed_and_only_keeps_any_matching_entry():
+  grid = ["method=dense", "method=mp,rate=0.9", "method=mp,rate=0.99"]
+  assert sweep.entries(grid) == grid
+  assert sweep.entries(grid, "1,2") == [
+    "method=dense,seed=1",
+    "method=mp,rate=0.9,seed=1",
+    "method=mp,rate=0.99,seed=1",
+    "method=dense,seed=2",
+    "method=mp,rate=0.9,seed=2",
+    "method=mp,rate=0.99,seed=2",
+  ]
+  assert sweep.entries(grid, "1", ["dense", "0.99"]) == ["method=dense,seed=1", "method=mp,rate=0.99,seed=1"]
+  assert sweep.parse_args(
+    ["--config", "c", "--grid", "g", "--runs", "r", "--results", "s", "--only", "a", "--only", "b"]
+  ).only == ["a", "b"]
+  with pytest.raises(ValueError, match=r"--seeds 'one'.*comma-separated integers"):
+    sweep.entries(grid, "one")
+  with pytest.raises(ValueError, match=r"already sets the seed in 'method=dense,seed=0'"):
+    sweep.entries(["method=dense,seed=0"], "1")
