@@ -129,23 +129,34 @@ def selection_table(selection) -> str:
   return "\n".join(lines)
 
 
+def paired_gap(label: str, ours: dict[int, float], theirs: dict[int, float]) -> str:
+  """``reparam - <label>`` in points over the seeds both methods ran (each seed is one data subset
+  and init, so only same-seed differences compare like with like)."""
+  seeds = sorted(set(ours) & set(theirs))
+  if not seeds:
+    return f"reparam - {label}: no seed in common"
+  gaps = [100 * (ours[k] - theirs[k]) for k in seeds]
+  text = f"reparam - {label} = {np.mean(gaps):+.2f} points"
+  if len(ours) > 1 or len(theirs) > 1:
+    text += " (" + ", ".join(f"seed {k}: {g:+.2f}" for k, g in zip(seeds, gaps, strict=True)) + ")"
+  return text
+
+
 def claims(study, model: str) -> str:
   out = []
   for r in RATES:
     acc = {
-      m: [
-        s["test_accuracy"] for s in study if s["model"] == model and s["method"] == m and target_rate(s) == r
-      ]
+      m: {
+        s["seed"]: s["test_accuracy"]
+        for s in study
+        if s["model"] == model and s["method"] == m and target_rate(s) == r
+      }
       for m in ("mp", "mp_ft", "gmp", "reparam")
     }
     if acc["reparam"] and acc["mp"] and acc["mp_ft"]:
-      rep, mp, ft = (100 * np.mean(acc[m]) for m in ("reparam", "mp", "mp_ft"))
-      line = (
-        f"- {model} {r:.0%}: reparam - MP = {rep - mp:+.2f} points; reparam - MP+FT = {rep - ft:+.2f} points"
-      )
-      if acc["gmp"]:
-        line += f"; reparam - gradual magnitude = {rep - 100 * np.mean(acc['gmp']):+.2f} points"
-      out.append(line + ".")
+      labels = (("mp", "MP"), ("mp_ft", "MP+FT"), ("gmp", "gradual magnitude"))
+      gaps = [paired_gap(label, acc["reparam"], acc[m]) for m, label in labels if acc[m]]
+      out.append(f"- {model} {r:.0%}: " + "; ".join(gaps) + ".")
   return "\n".join(out) if out else "- (no comparable runs yet)"
 
 

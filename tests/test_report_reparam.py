@@ -5,13 +5,13 @@ import json
 from experiments import report_reparam
 
 
-def _summary(method, rate, acc, sparsity=None, lam=100.0, before=None):
+def _summary(method, rate, acc, sparsity=None, lam=100.0, before=None, seed=0):
   pruner = {"name": method} if rate is None else {"name": method, "sparsity": rate, "budget_weight": lam}
   s = {
     "study": "reparam",
     "method": method,
     "model": "conv4",
-    "seed": 0,
+    "seed": seed,
     "epochs": 4.0,
     "device": "cpu",
     "test_accuracy": acc,
@@ -56,3 +56,19 @@ def test_report_table_sparsity_check_and_claims(tmp_path):
   assert "| 100 | 0.95 | 0.5500 | 0.7000 | 1.010 |" in text
   assert "Selected: lambda = 10." in text
   assert (tmp_path / "budget_ratio.png").exists() and (tmp_path / "layer_density.png").exists()
+
+
+def test_claims_compare_methods_seed_by_seed():
+  study = [
+    _summary("reparam", 0.9, 0.60),
+    _summary("reparam", 0.9, 0.50, seed=1),
+    _summary("mp", 0.9, 0.40),
+    _summary("mp", 0.9, 0.20, seed=1),
+    _summary("mp_ft", 0.9, 0.55),
+    _summary("gmp", 0.9, 0.45, seed=2),
+  ]
+  # MP+FT ran seed 0 only: the gap uses reparam's seed 0 (+5), not its two-seed mean (+0).
+  assert report_reparam.claims(study, "conv4") == (
+    "- conv4 90%: reparam - MP = +25.00 points (seed 0: +20.00, seed 1: +30.00); "
+    "reparam - MP+FT = +5.00 points (seed 0: +5.00); reparam - gradual magnitude: no seed in common."
+  )
