@@ -201,10 +201,12 @@ def plot_budget(runs, path: str) -> None:
     for s in runs
     if s["method"] == "reparam" and s.get("train_curve") and "budget_ratio" in s["train_curve"][0]
   ]
+  # the selection run at the chosen lambda is also the study run at that rate: draw it once
+  runs = list({(target_rate(s), budget_weight(s), s["seed"]): s for s in runs}.values())
   if not runs:
     return
   fig, ax = plt.subplots(figsize=(7, 4.5))
-  for s in sorted(runs, key=lambda s: (target_rate(s), budget_weight(s))):
+  for s in sorted(runs, key=lambda s: (target_rate(s), budget_weight(s), s["seed"])):
     lam = budget_weight(s)
     steps = [r["step"] for r in s["train_curve"]]
     ax.plot(
