@@ -166,7 +166,7 @@ LINE_STYLES = {"mp": ("-", "o"), "mp_ft": ("--", "s"), "gmp": (":", "^"), "repar
 def plot_density(study, path: str) -> None:
   """One panel per rate, a line per method and seed.
 
-  MP+FT keeps MP's mask, and gradual magnitude's global profile lands within a few weights of it,
+  MP+FT keeps MP's mask, and gradual magnitude's global profile lands close to it,
   so each method has its own line style and marker: overlapping lines stay readable.
   """
   pruned = [s for s in study if target_rate(s) is not None and s.get("layer_density")]

@@ -87,10 +87,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
   args = parse_args(argv)
   env = child_env(args)
-  module = load_config_module(args.config)
+  try:  # a bad flag or grid name is the user's to fix: say so without a traceback
+    module = load_config_module(args.config)
+    runs = entries(module.grid(args.grid), args.seeds, args.only)
+  except (FileNotFoundError, AttributeError, ValueError) as e:
+    raise SystemExit(f"sweep: {e}") from None
   os.makedirs(args.results, exist_ok=True)
   failed = []
-  for arg in entries(module.grid(args.grid), args.seeds, args.only):
+  for arg in runs:
     if "runs" in getattr(module, "DEFAULTS", {}):
       arg = f"{arg},runs={args.runs}"  # runs that start from other runs find them here
     name = run_name(module.get_config(arg))

@@ -87,3 +87,19 @@ def test_seeds_repeat_the_grid_seed_by_seed_and_only_keeps_any_matching_entry():
     sweep.entries(grid, "one")
   with pytest.raises(ValueError, match=r"already sets the seed in 'method=dense,seed=0'"):
     sweep.entries(["method=dense,seed=0"], "1")
+
+
+def test_bad_seeds_or_grid_stop_the_sweep_with_the_message_and_no_run(tmp_path):
+  argv = [
+    "--config",
+    "experiments/configs/aslp.py",
+    "--runs",
+    str(tmp_path / "r"),
+    "--results",
+    str(tmp_path / "s"),
+  ]
+  with pytest.raises(SystemExit, match=r"sweep: --seeds '1'.*already sets the seed"):
+    sweep.main([*argv, "--grid", "cpu_conv2", "--seeds", "1"])  # the ASLP grid fixes its own seeds
+  with pytest.raises(SystemExit, match=r"sweep: aslp grid 'cpu_mlp' is unknown"):
+    sweep.main([*argv, "--grid", "cpu_mlp"])
+  assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists()
