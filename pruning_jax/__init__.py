@@ -18,6 +18,7 @@ from pruning_jax import (
   training,
   transforms,
   tree,
+  validation,
 )
 from pruning_jax.accounting import FlopReport, ParamCounts, count_flops, count_params, param_use_order
 from pruning_jax.estimators import (
@@ -45,7 +46,7 @@ from pruning_jax.masks import (
   masks_from_scores,
   sparsity,
 )
-from pruning_jax.pruner import Pruner, PrunerState
+from pruning_jax.pruner import InitContext, Pruner, PrunerState, StepInfo
 from pruning_jax.selection import exclude_first, exclude_last, select
 from pruning_jax.structures import Structure, blocks, channels, nm, unstructured
 from pruning_jax.transforms import (
@@ -55,16 +56,19 @@ from pruning_jax.transforms import (
   keep_masked,
   l1_penalty,
   mean_gate_penalty,
+  reset_regrown,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
   "FlopReport",
+  "InitContext",
   "LeafSummary",
   "ParamCounts",
   "Pruner",
   "PrunerState",
+  "StepInfo",
   "Structure",
   "accounting",
   "apply_masks",
@@ -102,6 +106,7 @@ __all__ = [
   "nm",
   "param_use_order",
   "reparam_gate",
+  "reset_regrown",
   "schedules",
   "select",
   "selection",
@@ -114,4 +119,5 @@ __all__ = [
   "training",
   "tree",
   "unstructured",
+  "validation",
 ]

@@ -25,15 +25,17 @@ import jax
 import numpy as np
 
 from pruning_jax import selection as sel_lib
+from pruning_jax import validation
 from pruning_jax.tree import PyTree, is_array, keystr, leaves_with_paths
 
 DISTRIBUTIONS = ("uniform", "erk", "global")
 
 
-def _check(sparsity: float) -> float:
-  if not (isinstance(sparsity, (int, float)) and 0.0 <= sparsity < 1.0):
-    raise ValueError(f"sparsity must be a float in [0, 1), got {sparsity!r}.")
-  return float(sparsity)
+def _check(sparsity: Any) -> float:
+  s = validation.fraction(sparsity, "sparsity", what="removed fraction")
+  if s is None:
+    raise TypeError("sparsity must be a static number to allocate per-leaf fractions, got a traced value.")
+  return s
 
 
 def uniform(params: PyTree, sparsity: float, *, selection: PyTree | None = None) -> PyTree:
@@ -85,14 +87,22 @@ def erk(
       break
     dense[np.argmax(np.where(over, density, -np.inf))] = True
   density = np.clip(density, 0.0, 1.0)
-  removal = _largest_remainder((1.0 - density) * sizes, n_remove, sizes)
+  # every layer keeps at least one weight: a fraction of 1 would remove the layer (layer collapse)
+  caps = sizes - 1
+  if n_remove > caps.sum():
+    raise ValueError(
+      f"erk: sparsity {s!r} removes {n_remove} of {int(total)} weights, more than leaves one weight in "
+      f"each of the {len(names)} selected layers ({int(caps.sum())} at most). Fix: lower the sparsity "
+      "or select fewer layers."
+    )
+  removal = _largest_remainder((1.0 - density) * sizes, n_remove, caps)
   frac = dict(zip(names, (removal / sizes).tolist(), strict=True))
   return jax.tree_util.tree_map_with_path(lambda p, sel: frac[keystr(p)] if sel else 0.0, selection)
 
 
 def _largest_remainder(ideal: np.ndarray, total: int, caps: np.ndarray) -> np.ndarray:
   """Integers close to ``ideal`` summing to ``total``, each within ``[0, caps]``."""
-  base = np.floor(ideal)
+  base = np.minimum(np.floor(ideal), caps)
   rest = int(total - base.sum())
   order = np.argsort(-(ideal - base), kind="stable")
   i = 0

@@ -31,10 +31,35 @@ Predicate = Callable[[str, Any], bool]
 SelectionLike = PyTree | str | Sequence[str] | Callable[[PyTree], PyTree] | None
 
 
+_BIAS = re.compile(r"(^|[^a-z])bias$", re.IGNORECASE)
+
+
 def is_weight_kernel(path: str, leaf: Any) -> bool:
-  """The default rule: floating arrays with ndim > 1 (conv and dense kernels, not biases/norms)."""
-  del path
-  return is_array(leaf) and len(leaf.shape) > 1 and jnp.issubdtype(leaf.dtype, jnp.floating)
+  """The default rule: floating arrays with ndim > 1 whose name is not a bias.
+
+  Conv and dense kernels are selected; biases and norm parameters are not, including the
+  biases that have ndim > 1: Equinox ``Conv2d`` biases of shape ``(C, 1, 1)`` and attention
+  biases of shape ``(heads, head_dim)`` (a leaf whose last path key ends in ``bias``).
+
+  Args:
+    path: the leaf's slash path.
+    leaf: the leaf.
+
+  Returns:
+    Whether the leaf is a prunable weight kernel.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> is_weight_kernel("conv/weight", jnp.ones((8, 3, 3, 3))), is_weight_kernel("conv/bias", jnp.ones((8, 1, 1)))
+    (True, False)
+  """
+  name = path.rsplit("/", 1)[-1]
+  return (
+    is_array(leaf)
+    and len(leaf.shape) > 1
+    and jnp.issubdtype(leaf.dtype, jnp.floating)
+    and not _BIAS.search(name)
+  )
 
 
 def _compile(patterns: Pattern | None) -> list[re.Pattern]:
@@ -172,6 +197,15 @@ def validate(params: PyTree, selection: PyTree, *, what: str = "selection") -> l
   return paths
 
 
+def _is_selection_fn(selection: Any) -> bool:
+  # A function is a pytree leaf; a pytree of bools that happens to be callable (an Equinox
+  # module, which is what ``select(model)`` returns for one) is a node with bool leaves.
+  if not callable(selection):
+    return False
+  leaves = jax.tree_util.tree_leaves(selection)
+  return len(leaves) == 1 and leaves[0] is selection
+
+
 def resolve(selection: SelectionLike, params: PyTree, *, default_all_floats: bool = False) -> PyTree:
   """A validated static bool tree from any :data:`SelectionLike`.
 
@@ -185,7 +219,7 @@ def resolve(selection: SelectionLike, params: PyTree, *, default_all_floats: boo
     selection = select(params, include=".*" if default_all_floats else None)
   elif regexes:
     selection = select(params, include=selection)
-  elif callable(selection):
+  elif _is_selection_fn(selection):
     selection = selection(params)
   validate(params, selection)
   return selection

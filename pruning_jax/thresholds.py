@@ -29,7 +29,9 @@ _INDEX_LIMIT = 2**31 - 1
 def ordered_keys(x: jax.Array) -> jax.Array:
   """Unsigned integers whose order is the order of the floats ``x`` (-0.0 and 0.0 equal).
 
-  bfloat16/float16 are widened to float32 first, which is exact. NaN sorts above +inf.
+  bfloat16/float16 are widened to float32 first, which is exact. NaN sorts below -inf: a
+  NaN-scored unit is the least important and is removed first (a NaN score says nothing in
+  the unit's favour, and keeping it would keep whatever produced the NaN).
   """
   if not jnp.issubdtype(x.dtype, jnp.floating):
     raise TypeError(f"ordered_keys needs floating scores, got {x.dtype}.")
@@ -41,7 +43,9 @@ def ordered_keys(x: jax.Array) -> jax.Array:
   # -0.0 and 0.0 are equal scores; give them one bit pattern.
   x = jnp.where(x == 0, jnp.zeros((), x.dtype), x)
   bits = lax.bitcast_convert_type(x, utype)
-  return jnp.where((bits & sign) != 0, ~bits, bits | sign)
+  keys = jnp.where((bits & sign) != 0, ~bits, bits | sign)
+  # -inf maps to 0x007FFFFF; 0 is free for NaN (and for the pads of removal_keep_masks)
+  return jnp.where(jnp.isnan(x), jnp.zeros((), utype), keys)
 
 
 _BLOCK = 1024  # group arrays are padded to whole blocks (for the two-level tie search)

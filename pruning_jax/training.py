@@ -1,16 +1,21 @@
-"""Pure builders of jitted train and eval steps for any (model, Pruner, optax transform).
+"""Pure builders of jitted train and eval steps for any (model, Pruner, optax transform, task).
 
 The optimizer sees one tree ``{"params": params, "variables": pruner_state.variables}``:
-weights and learned mask variables get separate transforms through ``optax.multi_transform``
-(frozen weights: ``optax.set_to_zero()``), and ``keep_masked`` runs last with the pruner's
-current masks, so pruned weights never move. Nothing here branches on the method.
+weights and learned mask variables get separate transforms through ``optax.partition``
+(frozen weights: ``optax.set_to_zero()``), the weights' transform restarts the moments of
+regrown weights (``reset_regrown``), and ``keep_masked`` runs last with the pruner's masks, so
+removed weights never move. Nothing here branches on the method.
+
+A :class:`Task` says what a batch is and what is minimised: ``classification()`` reads
+``batch["image"]`` and ``batch["label"]``; any other loop (a language model, a regression)
+passes its own ``Task``.
 
 Example:
   >>> import flax.linen as nn, jax, jax.numpy as jnp, optax
   >>> import pruning_jax as pj
   >>> model = nn.Dense(3)
   >>> x = jnp.ones((4, 5)); y = jnp.array([0, 1, 2, 0])
-  >>> pruner = pj.methods.magnitude(0.5)
+  >>> pruner = pj.methods.magnitude_pruning(0.5)
   >>> tx = pj.training.optimizer(optax.sgd(0.1), pruner=pruner)
   >>> state = pj.training.init_train_state(jax.random.key(0), model.init(jax.random.key(1), x), pruner, tx)
   >>> step = jax.jit(pj.training.make_train_step(pj.training.linen_apply(model), pruner, tx))
@@ -21,7 +26,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -29,12 +34,13 @@ import jax.numpy as jnp
 import optax
 
 from pruning_jax import masks as masks_lib
-from pruning_jax.pruner import Pruner, PrunerState
-from pruning_jax.transforms import keep_masked
+from pruning_jax.pruner import InitContext, Pruner, PrunerState, StepInfo
+from pruning_jax.transforms import keep_masked, reset_regrown
 from pruning_jax.tree import PyTree
 
-# (params, model_state, x, *, train) -> (logits, new model_state)
-ApplyFn = Callable[..., tuple[jax.Array, PyTree]]
+# (params, model_state, x, *, train) -> (outputs, new model_state)
+ApplyFn = Callable[..., tuple[Any, PyTree]]
+Batch = Any
 
 
 class TrainState(NamedTuple):
@@ -46,8 +52,70 @@ class TrainState(NamedTuple):
   key: jax.Array  # PRNG key; step t uses fold_in(key, t)
 
 
+class Task(NamedTuple):
+  """What a batch holds and what the step minimises.
+
+  Attributes:
+    inputs: ``batch -> x`` handed to the model.
+    per_example: ``(outputs, batch) -> {name: (B,) array}``; the train step minimises the
+      mean of ``"loss"`` and reports the mean of every entry; the eval step sums them.
+    valid: ``batch -> (B,) bool`` or None: which examples count (padded final eval batches).
+  """
+
+  inputs: Callable[[Batch], Any]
+  per_example: Callable[[Any, Batch], dict[str, jax.Array]]
+  valid: Callable[[Batch], jax.Array | None] = lambda batch: None
+
+
+def classification(image: str = "image", label: str = "label", valid: str = "valid") -> Task:
+  """Softmax cross-entropy on integer labels, with accuracy; batches are mappings.
+
+  Args:
+    image: the batch key of the inputs.
+    label: the batch key of the integer labels.
+    valid: the optional batch key of a per-example bool (padded evaluation batches).
+
+  Returns:
+    A :class:`Task`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> task = classification()
+    >>> out = task.per_example(jnp.array([[2.0, 0.0], [0.0, 2.0]]), {"label": jnp.array([0, 0])})
+    >>> out["accuracy"].tolist()
+    [1.0, 0.0]
+  """
+
+  def per_example(logits, batch):
+    labels = batch[label]
+    return {
+      "loss": optax.softmax_cross_entropy_with_integer_labels(logits, labels),
+      "accuracy": (jnp.argmax(logits, -1) == labels).astype(jnp.float32),
+    }
+
+  def is_valid(batch):
+    return batch.get(valid) if isinstance(batch, Mapping) else None
+
+  return Task(lambda batch: batch[image], per_example, is_valid)
+
+
 def linen_apply(model: Any) -> ApplyFn:
-  """``ApplyFn`` of a Flax linen module whose ``__call__`` takes ``train`` when it has state."""
+  """``ApplyFn`` of a Flax linen module whose ``__call__`` takes ``train`` when it has state.
+
+  Args:
+    model: a ``flax.linen.Module``; with non-param collections (``batch_stats``) its
+      ``__call__`` must accept ``train=``.
+
+  Returns:
+    ``(params, model_state, x, *, train) -> (outputs, model_state)``.
+
+  Example:
+    >>> import flax.linen as nn, jax, jax.numpy as jnp
+    >>> model = nn.Dense(2)
+    >>> params = model.init(jax.random.key(0), jnp.ones((1, 3)))["params"]
+    >>> linen_apply(model)(params, {}, jnp.ones((1, 3)), train=True)[0].shape
+    (1, 2)
+  """
 
   def apply(params, model_state, x, *, train):
     variables = {"params": params, **model_state}
@@ -67,21 +135,37 @@ def optimizer(
   pruner: Pruner,
 ) -> optax.GradientTransformationExtraArgs:
   """The optimizer over ``{"params", "variables"}``: the pruner's penalty (if any), then the
-  per-label transforms, then ``keep_masked``.
+  per-label transforms (the weights' one restarting regrown weights' moments), then
+  ``keep_masked``.
 
   Args:
     weights: transform of the model weights (``optax.set_to_zero()`` to freeze them).
     variables: transform of the learned mask variables, or a mapping from the pruner's labels
       (``Pruner.labels``) to transforms; None freezes them.
-    pruner: the method (for its labels).
+    pruner: the method (its labels, penalty and ``zero_removed``).
+
+  Returns:
+    A transform whose ``update`` takes ``masks=`` and ``grown=`` (trees over
+    ``{"params", "variables"}``), as :func:`make_train_step` passes them.
+
+  Raises:
+    ValueError: a mapping that uses the reserved label ``"weights"`` or misses a label the
+      pruner uses (at ``init``).
+
+  Example:
+    >>> import optax
+    >>> import pruning_jax as pj
+    >>> pruner = pj.methods.aslp(smart_rescale=True)
+    >>> tx = optimizer(optax.set_to_zero(), {"variables": optax.sgd(50.0), "rescale": optax.sgd(1e-3)},
+    ...                pruner=pruner)
   """
-  txs: dict[str, optax.GradientTransformation] = {"weights": weights}
+  txs: dict[str, optax.GradientTransformation] = {"weights": reset_regrown(weights)}
   if isinstance(variables, Mapping):
+    if "weights" in variables:
+      raise ValueError("'weights' is reserved for the model weights' transform; rename that label.")
     txs.update(variables)
   else:
     txs["variables"] = variables if variables is not None else optax.set_to_zero()
-  if "weights" in txs and txs["weights"] is not weights:
-    raise ValueError("'weights' is reserved for the model weights' transform; rename that label.")
 
   def labels(tree):
     var_labels = pruner.labels(tree["variables"])
@@ -94,15 +178,45 @@ def optimizer(
       )
     return {"params": jax.tree.map(lambda _: "weights", tree["params"]), "variables": var_labels}
 
-  steps = [optax.multi_transform(txs, labels), keep_masked()]
+  steps = [
+    optax.partition(txs, labels, mask_compatible_extra_args=True),
+    keep_masked(zero_removed=pruner.zero_removed),
+  ]
   # the method's regulariser sees the whole tree (its cost may couple weights and variables)
   return optax.chain(*([pruner.penalty] if pruner.penalty is not None else []), *steps)
 
 
 def init_train_state(
-  key: jax.Array, model_variables: Mapping[str, PyTree], pruner: Pruner, tx: optax.GradientTransformation
+  key: jax.Array,
+  model_variables: Mapping[str, PyTree],
+  pruner: Pruner,
+  tx: optax.GradientTransformation,
+  context: InitContext | None = None,
 ) -> TrainState:
-  """The initial state from ``model.init(...)`` output (``{"params": ..., other collections}``)."""
+  """The initial state from ``model.init(...)`` output (``{"params": ..., other collections}``).
+
+  Args:
+    key: PRNG key of the run (the pruner's init key and the per-step keys derive from it).
+    model_variables: ``{"params": ..., **other collections}``.
+    pruner: the method; its ``init`` gets ``context`` (see :func:`init_context`).
+    tx: the optimizer (e.g. :func:`optimizer`).
+    context: what data-dependent methods need at init, or None.
+
+  Returns:
+    A :class:`TrainState` at step 0 whose masks are already the method's.
+
+  Raises:
+    ValueError: ``model_variables`` without a ``"params"`` collection.
+
+  Example:
+    >>> import flax.linen as nn, jax, jax.numpy as jnp, optax
+    >>> import pruning_jax as pj
+    >>> v = nn.Dense(4).init(jax.random.key(0), jnp.ones((1, 8)))
+    >>> pruner = pj.methods.magnitude_pruning(0.75)
+    >>> s = init_train_state(jax.random.key(1), v, pruner, optimizer(optax.sgd(0.1), pruner=pruner))
+    >>> int(pj.count_kept(pruner.masks(s.params, s.pruner_state))[0])
+    8
+  """
   if "params" not in model_variables:
     raise ValueError(
       f"model_variables must hold a 'params' collection, found {sorted(model_variables)}. Fix: pass "
@@ -111,13 +225,56 @@ def init_train_state(
   params = model_variables["params"]
   model_state = {k: v for k, v in model_variables.items() if k != "params"}
   k_pruner, k_run = jax.random.split(key)
-  pstate = pruner.init(k_pruner, params)
+  pstate = pruner.init(k_pruner, params, context)
   opt_state = tx.init({"params": params, "variables": pstate.variables})
   return TrainState(params, pstate, opt_state, model_state, jnp.zeros((), jnp.int32), k_run)
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+def init_context(
+  apply_fn: ApplyFn,
+  model_state: PyTree,
+  task: Task | None = None,
+  batches: Sequence[Batch] = (),
+  *,
+  masks: PyTree | None = None,
+) -> InitContext:
+  """The :class:`InitContext` of a model: its evaluation-mode loss and forward function.
+
+  Args:
+    apply_fn: the model's :data:`ApplyFn`.
+    model_state: its non-param collections (used in evaluation mode, never updated).
+    task: what a batch is (default :func:`classification`).
+    batches: a few training batches for data-dependent scores.
+    masks: masks handed over from a previous stage, or None.
+
+  Returns:
+    An :class:`InitContext` whose ``loss_fn(weights, batch)`` is the task's mean loss.
+
+  Example:
+    >>> import flax.linen as nn, jax, jax.numpy as jnp
+    >>> model = nn.Dense(2)
+    >>> params = model.init(jax.random.key(0), jnp.ones((1, 3)))["params"]
+    >>> batch = {"image": jnp.ones((4, 3)), "label": jnp.zeros(4, jnp.int32)}
+    >>> ctx = init_context(linen_apply(model), {}, batches=[batch])
+    >>> ctx.loss_fn(params, batch).shape, ctx.example_input.shape
+    ((), (4, 3))
+  """
+  task = task or classification()
+
+  def forward(weights, x):
+    return apply_fn(weights, model_state, x, train=False)[0]
+
+  def loss_fn(weights, batch):
+    return _mean(task.per_example(forward(weights, task.inputs(batch)), batch)["loss"], task.valid(batch))
+
+  example = task.inputs(batches[0]) if batches else None
+  return InitContext(loss_fn, forward, tuple(batches), example, masks)
+
+
+def _mean(x: jax.Array, valid: jax.Array | None) -> jax.Array:
+  if valid is None:
+    return jnp.mean(x)
+  return jnp.sum(jnp.where(valid, x, 0)) / jnp.maximum(jnp.sum(valid), 1)
 
 
 def _kept_all(tree: PyTree) -> PyTree:
@@ -130,41 +287,87 @@ def _sparsity(masks: PyTree) -> jax.Array:
   return masks_lib.sparsity(masks).astype(jnp.float32)
 
 
+def _grown(new: PyTree, old: PyTree) -> PyTree:
+  return jax.tree.map(lambda n, o: jnp.logical_and(n, jnp.logical_not(o)), new, old)
+
+
 def make_train_step(
   apply_fn: ApplyFn,
   pruner: Pruner,
   tx: optax.GradientTransformation,
-  loss_fn: Callable[[jax.Array, jax.Array], jax.Array] = cross_entropy,
-) -> Callable[[TrainState, Mapping[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]:
+  task: Task | None = None,
+) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
   """``(state, batch) -> (state, metrics)``, pure (wrap it in ``jax.jit``).
 
-  ``batch`` holds ``"image"`` and ``"label"``. The step's key is ``fold_in(state.key, step)``,
-  handed to ``pruner.apply`` (fresh Gumbel/Bernoulli samples every step).
+  One step: the forward pass on ``pruner.apply(params, ...)`` with the key
+  ``fold_in(state.key, step)``; the gradient with respect to the weights it saw (dense at
+  removed positions) is carried back to the params and the mask variables through ``apply``'s
+  VJP; ``pruner.update`` gets a :class:`StepInfo`; the optimizer moves only what the updated
+  masks keep and restarts the moments of what they regrew.
+
+  Args:
+    apply_fn: ``(params, model_state, x, *, train) -> (outputs, model_state)``.
+    pruner: the method.
+    tx: the optimizer over ``{"params", "variables"}`` (:func:`optimizer`).
+    task: batch layout and loss (default :func:`classification`).
+
+  Returns:
+    The step function. Its metrics: the mean of every per-example entry of the task, the
+    sparsity of the masks the step trained with, and the pruner's metrics.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax
+    >>> import pruning_jax as pj
+    >>> def apply(p, s, x, *, train): return x @ p["w"], s
+    >>> task = Task(lambda b: b["x"], lambda out, b: {"loss": jnp.sum((out - b["y"]) ** 2, -1)})
+    >>> pruner = pj.methods.magnitude_pruning(0.5)
+    >>> tx = optimizer(optax.sgd(0.1), pruner=pruner)
+    >>> params = {"w": jnp.arange(1.0, 5.0).reshape(2, 2)}
+    >>> state = init_train_state(jax.random.key(0), {"params": params}, pruner, tx)
+    >>> state, m = jax.jit(make_train_step(apply, pruner, tx, task))(
+    ...   state, {"x": jnp.ones((3, 2)), "y": jnp.zeros((3, 2))})
+    >>> state.params["w"][0].tolist()  # the removed half never moves
+    [1.0, 2.0]
   """
+  task = task or classification()
 
   def step(state: TrainState, batch):
     key = jax.random.fold_in(state.key, state.step)
+    k_apply, k_update = jax.random.split(key)
     pstate = state.pruner_state
+    masks_before = pruner.masks(state.params, pstate)
 
-    def objective(params, variables):
-      seen = pruner.apply(params, pstate._replace(variables=variables), key=key, train=True)
-      logits, model_state = apply_fn(seen, state.model_state, batch["image"], train=True)
-      return loss_fn(logits, batch["label"]), (logits, model_state)
+    def see(params, variables):
+      return pruner.apply(params, pstate._replace(variables=variables), key=k_apply, train=True)
 
-    (loss, (logits, model_state)), (g_params, g_vars) = jax.value_and_grad(
-      objective, argnums=(0, 1), has_aux=True
-    )(state.params, pstate.variables)
+    seen, see_vjp = jax.vjp(see, state.params, pstate.variables)
+
+    def objective(weights):
+      outputs, model_state = apply_fn(weights, state.model_state, task.inputs(batch), train=True)
+      per_example = task.per_example(outputs, batch)
+      valid = task.valid(batch)
+      means = {k: _mean(v, valid) for k, v in per_example.items()}
+      return means["loss"], (means, model_state)
+
+    (loss, (means, model_state)), g_seen = jax.value_and_grad(objective, has_aux=True)(seen)
+    g_params, g_vars = see_vjp(g_seen)
+    info = StepInfo(state.step, k_update, g_seen, loss, batch)
+    pstate = pruner.update(state.params, pstate, info)
+    masks_after = pruner.masks(state.params, pstate)
     tree = {"params": state.params, "variables": pstate.variables}
-    masks = {"params": pruner.masks(state.params, pstate), "variables": _kept_all(pstate.variables)}
+    kept_vars = _kept_all(pstate.variables)
     updates, opt_state = tx.update(
-      {"params": g_params, "variables": g_vars}, state.opt_state, tree, masks=masks
+      {"params": g_params, "variables": g_vars},
+      state.opt_state,
+      tree,
+      masks={"params": masks_after, "variables": kept_vars},
+      grown={"params": _grown(masks_after, masks_before), "variables": jax.tree.map(jnp.logical_not, kept_vars)},
     )
     new = optax.apply_updates(tree, updates)
-    pstate = pruner.update(new["params"], pstate._replace(variables=new["variables"]), g_params, state.step)
+    pstate = pstate._replace(variables=new["variables"])
     metrics = {
-      "loss": loss,
-      "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
-      "sparsity": _sparsity(pruner.masks(new["params"], pstate)),
+      **means,
+      "sparsity": _sparsity(masks_before),
       **pruner.metrics(new["params"], pstate),
     }
     return TrainState(new["params"], pstate, opt_state, model_state, state.step + 1, state.key), metrics
@@ -173,9 +376,26 @@ def make_train_step(
 
 
 def evaluated_sparsity(pruner: Pruner, state: TrainState, *, finalized: bool = False) -> jax.Array:
-  """Sparsity of the network that ``make_eval_step(..., finalized=finalized)`` evaluates: the
-  extracted subnetwork's masks, or the training-time masks (for methods such as reparam, which
-  remove nothing before ``finalize``, the two differ)."""
+  """Sparsity of the network that ``make_eval_step(..., finalized=finalized)`` evaluates.
+
+  Args:
+    pruner: the method.
+    state: the train state.
+    finalized: the extracted subnetwork's masks, or the training-time masks (for methods such
+      as reparam, which remove nothing before ``finalize``, the two differ).
+
+  Returns:
+    (), float32: removed fraction of the prunable weights.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax
+    >>> import pruning_jax as pj
+    >>> pruner = pj.methods.magnitude_pruning(0.5)
+    >>> tx = optimizer(optax.sgd(0.1), pruner=pruner)
+    >>> s = init_train_state(jax.random.key(0), {"params": {"w": jnp.ones((2, 2))}}, pruner, tx)
+    >>> float(evaluated_sparsity(pruner, s))
+    0.5
+  """
   if finalized:
     _, masks = pruner.finalize(state.params, state.pruner_state)
   else:
@@ -186,39 +406,75 @@ def evaluated_sparsity(pruner: Pruner, state: TrainState, *, finalized: bool = F
 def make_eval_step(
   apply_fn: ApplyFn,
   pruner: Pruner,
+  task: Task | None = None,
   *,
   finalized: bool = False,
 ) -> Callable[..., dict[str, jax.Array]]:
-  """``(state, batch, key) -> sums`` of loss, correct predictions and examples.
+  """``(state, batch, key) -> sums`` of every per-example entry of the task, and ``count``.
 
-  ``batch`` may carry ``"valid"`` (bool per example) for padded final batches. With
-  ``finalized=True`` the deterministic extracted subnetwork (``pruner.finalize``) is evaluated,
-  otherwise the forward pass the method trains with (``train=False``; stochastic methods sample
-  with ``key``).
+  Args:
+    apply_fn: the model's :data:`ApplyFn` (called with ``train=False``).
+    pruner: the method.
+    task: batch layout and loss (default :func:`classification`); ``task.valid`` excludes
+      padded examples.
+    finalized: evaluate the deterministic extracted subnetwork (``pruner.finalize``), or the
+      forward pass the method trains with (``train=False``; stochastic methods sample with
+      ``key``).
+
+  Returns:
+    The eval step; divide each sum by ``count`` for the mean.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax
+    >>> import pruning_jax as pj
+    >>> def apply(p, s, x, *, train): return x @ p["w"], s
+    >>> pruner = pj.methods.dense()
+    >>> s = init_train_state(jax.random.key(0), {"params": {"w": jnp.eye(2)}}, pruner,
+    ...                      optimizer(optax.sgd(0.1), pruner=pruner))
+    >>> batch = {"image": jnp.eye(2), "label": jnp.array([0, 0]), "valid": jnp.array([True, False])}
+    >>> out = make_eval_step(apply, pruner)(s, batch, jax.random.key(1))
+    >>> int(out["count"]), float(out["accuracy"])
+    (1, 1.0)
   """
+  task = task or classification()
 
   def step(state: TrainState, batch, key):
     if finalized:
       params, _ = pruner.finalize(state.params, state.pruner_state)
     else:
       params = pruner.apply(state.params, state.pruner_state, key=key, train=False)
-    logits, _ = apply_fn(params, state.model_state, batch["image"], train=False)
-    valid = batch.get("valid", jnp.ones(logits.shape[0], bool))
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
-    correct = (jnp.argmax(logits, -1) == batch["label"]) & valid
-    return {
-      "loss_sum": jnp.sum(jnp.where(valid, losses, 0.0)),
-      "correct": jnp.sum(correct, dtype=jnp.int32),
-      "count": jnp.sum(valid, dtype=jnp.int32),
-    }
+    outputs, _ = apply_fn(params, state.model_state, task.inputs(batch), train=False)
+    per_example = task.per_example(outputs, batch)
+    n = jax.tree.leaves(per_example)[0].shape[0]
+    valid = task.valid(batch)
+    valid = jnp.ones(n, bool) if valid is None else valid
+    sums = {k: jnp.sum(jnp.where(valid, v, 0).astype(jnp.float32)) for k, v in per_example.items()}
+    return {**sums, "count": jnp.sum(valid, dtype=jnp.int32)}
 
   return step
 
 
 def data_parallel(mesh: jax.sharding.Mesh, axis: str = "data"):
-  """``(replicate, shard_batch)`` for data-parallel training on ``mesh``: the train state (params,
-  masks, pruner and optimizer state) is replicated, the batch is split along ``axis``; the jitted
-  step then runs on every device and XLA inserts the gradient all-reduce."""
+  """``(replicate, shard_batch)`` for data-parallel training on ``mesh``.
+
+  The train state (params, masks, pruner and optimizer state) is replicated, the batch is split
+  along ``axis``; the jitted step then runs on every device and XLA inserts the gradient
+  all-reduce.
+
+  Args:
+    mesh: the device mesh.
+    axis: the mesh axis the batch is split over.
+
+  Returns:
+    ``(replicate(tree), shard_batch(batch))``, each a ``jax.device_put``.
+
+  Example:
+    >>> import jax, numpy as np
+    >>> mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
+    >>> replicate, shard_batch = data_parallel(mesh)
+    >>> shard_batch(np.zeros((4, 2))).sharding.spec
+    PartitionSpec('data',)
+  """
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axis))
 
@@ -229,3 +485,19 @@ def data_parallel(mesh: jax.sharding.Mesh, axis: str = "data"):
     return jax.device_put(batch, split)
 
   return replicate, shard_batch
+
+
+__all__ = [
+  "ApplyFn",
+  "Task",
+  "TrainState",
+  "classification",
+  "data_parallel",
+  "evaluated_sparsity",
+  "init_context",
+  "init_train_state",
+  "linen_apply",
+  "make_eval_step",
+  "make_train_step",
+  "optimizer",
+]

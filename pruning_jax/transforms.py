@@ -52,11 +52,23 @@ def _add(updates: PyTree, grads: PyTree) -> PyTree:
   return jax.tree.map(lambda u, g: (u + g.astype(u.dtype)) if is_array(u) else u, updates, grads)
 
 
-def keep_masked() -> optax.GradientTransformationExtraArgs:
+def keep_masked(*, zero_removed: bool = False) -> optax.GradientTransformationExtraArgs:
   """Zeroes updates at pruned positions; masks arrive as the extra argument ``masks=``.
 
   Put it last in the chain so momentum, Adam moments and weight decay cannot move a pruned
   weight: with params already masked (``pj.apply_masks``) they then stay exactly zero.
+
+  Args:
+    zero_removed: instead of holding a removed weight where it is, move it to exactly 0 (the
+      update is ``-w`` there; needs ``params``), so a weight regrown later starts from 0.
+
+  Example:
+    >>> import jax.numpy as jnp, optax
+    >>> tx = keep_masked(zero_removed=True)
+    >>> w, m = jnp.array([1.0, 2.0]), jnp.array([True, False])
+    >>> u, _ = tx.update(jnp.array([0.5, 0.5]), tx.init(w), w, masks=m)
+    >>> optax.apply_updates(w, u).tolist()
+    [1.5, 0.0]
   """
 
   def init(params):
@@ -64,15 +76,65 @@ def keep_masked() -> optax.GradientTransformationExtraArgs:
     return optax.EmptyState()
 
   def update(updates, state, params=None, *, masks=None, **extra):
-    del params, extra
+    del extra
     if masks is None:
       raise ValueError("keep_masked needs the masks: call tx.update(updates, state, params, masks=masks).")
     check_masks(updates, masks)
+    if zero_removed:
+      _need_params(params, "keep_masked(zero_removed=True)")
+      return jax.tree.map(
+        lambda u, m, p: jnp.where(m, u, -p.astype(u.dtype)) if is_array(u) else u, updates, masks, params
+      ), state
     return jax.tree.map(
       lambda u, m: jnp.where(m, u, jnp.zeros((), u.dtype)) if is_array(u) else u, updates, masks
     ), state
 
   return optax.GradientTransformationExtraArgs(init, update)
+
+
+def reset_regrown(inner: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
+  """``inner`` whose per-parameter state (momentum, Adam moments, ...) restarts at 0 where a
+  weight is regrown; the regrown weights arrive as the extra argument ``grown=`` (a bool tree
+  with the updates' structure, or None for no change), like ``keep_masked``'s ``masks=``.
+
+  Every subtree of ``inner``'s state that has the updates' structure and shapes is reset where
+  ``grown`` is True before ``inner`` runs, whatever the optimizer: nothing inspects state types.
+  Scalars such as Adam's step count are left as they are (RigL and SET restart the moments of a
+  regrown connection, not the optimizer's clock).
+
+  Args:
+    inner: the weights' optimizer.
+
+  Example:
+    >>> import jax.numpy as jnp, optax
+    >>> tx = reset_regrown(optax.sgd(1.0, momentum=0.9))
+    >>> w = jnp.zeros(2)
+    >>> _, state = tx.update(jnp.ones(2), tx.init(w), w)  # momentum 1 everywhere
+    >>> u, _ = tx.update(jnp.zeros(2), state, w, grown=jnp.array([True, False]))
+    >>> u.tolist()  # the regrown weight has lost its momentum
+    [-0.0, -0.9]
+  """
+  inner = optax.with_extra_args_support(inner)
+
+  def update(updates, state, params=None, *, grown=None, **extra):
+    if grown is not None:
+      target = jax.tree.structure(updates)
+      shapes = [getattr(u, "shape", None) for u in jax.tree.leaves(updates)]
+
+      def like_updates(x):
+        return jax.tree.structure(x) == target and [getattr(v, "shape", None) for v in jax.tree.leaves(x)] == shapes
+
+      def reset(sub):
+        if not like_updates(sub):
+          return sub
+        return jax.tree.map(
+          lambda s, g: jnp.where(g, jnp.zeros((), s.dtype), s) if is_array(s) and s.ndim else s, sub, grown
+        )
+
+      state = jax.tree.map(reset, state, is_leaf=like_updates)
+    return inner.update(updates, state, params, **extra)
+
+  return optax.GradientTransformationExtraArgs(inner.init, update)
 
 
 class PenaltyState(NamedTuple):

@@ -27,16 +27,17 @@ def test_dense_pruner_is_identity_with_zero_sparsity():
 def test_magnitude_recomputes_only_when_schedule_changes_and_never_revives():
   p = _params()
   sched = pj.schedules.polynomial(0.8, 0, 100, frequency=10)
-  pruner = pj.methods.magnitude(sched, final_sparsity=0.8)
+  pruner = pj.methods.magnitude_pruning(sched, final_sparsity=0.8)
   st = pruner.init(jax.random.key(0), p)
   update = jax.jit(pruner.update)
   n = 250
   prev = None
+  assert n - int(pj.count_kept(pruner.masks(p, st))[0]) == round(float(sched(0)) * n)
   for t in range(0, 101):
-    st = update(p, st, None, jnp.int32(t))
+    st = update(p, st, pj.StepInfo(jnp.int32(t)))
     m = pruner.masks(p, st)
     removed = n - int(pj.count_kept(m)[0])
-    assert removed == round(float(sched(t)) * n)
+    assert removed == round(float(sched(t + 1)) * n)  # the update of step t sets step t + 1's masks
     if prev is not None:  # monotone: a pruned weight stays pruned
       for a, b in zip(jax.tree.leaves(prev), jax.tree.leaves(m), strict=True):
         assert not np.any(np.asarray(b) & ~np.asarray(a))
@@ -48,8 +49,8 @@ def test_magnitude_recomputes_only_when_schedule_changes_and_never_revives():
 @pytest.mark.parametrize("distribution", ["global", "uniform", "erk"])
 def test_magnitude_distributions_hit_target(distribution):
   p = _params()
-  pruner = pj.methods.magnitude(0.6, distribution=distribution)
-  st = pruner.update(p, pruner.init(jax.random.key(0), p), None, jnp.int32(0))
+  pruner = pj.methods.magnitude_pruning(0.6, distribution=distribution)
+  st = pruner.init(jax.random.key(0), p)
   kept = int(pj.count_kept(pruner.masks(p, st))[0])
   if distribution == "uniform":
     assert kept == (200 - round(0.6 * 200)) + (50 - round(0.6 * 50))
@@ -70,14 +71,14 @@ def test_learned_mask_gradients_reach_variables_only_and_weights_stay_frozen():
   step = jax.jit(training.make_train_step(apply_fn, pruner, tx))
   x = jax.random.normal(jax.random.key(1), (32, 20))
   y = jnp.arange(32) % 5
-  m0 = state.pruner_state.variables["mask"]["a"]["kernel"]
+  m0 = state.pruner_state.variables["scores"]["a"]["kernel"]
   for _ in range(5):
     state, _ = step(state, {"image": x, "label": y})
   for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(p), strict=True):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # frozen, bit-identical
-  assert not np.allclose(np.asarray(state.pruner_state.variables["mask"]["a"]["kernel"]), np.asarray(m0))
+  assert not np.allclose(np.asarray(state.pruner_state.variables["scores"]["a"]["kernel"]), np.asarray(m0))
   params, masks = pruner.finalize(state.params, state.pruner_state)
-  m = np.asarray(state.pruner_state.variables["mask"]["a"]["kernel"])
+  m = np.asarray(state.pruner_state.variables["scores"]["a"]["kernel"])
   np.testing.assert_array_equal(np.asarray(masks["a"]["kernel"]), m >= 0)
   np.testing.assert_array_equal(
     np.asarray(params["a"]["kernel"]), np.where(m >= 0, np.asarray(p["a"]["kernel"]), 0)
@@ -86,7 +87,7 @@ def test_learned_mask_gradients_reach_variables_only_and_weights_stay_frozen():
 
 def test_straight_through_forward_and_eval():
   p = _params()
-  pruner = pj.methods.straight_through(init=lambda k, w: jnp.abs(w) - 0.5)
+  pruner = pj.methods.straight_through_mask(init=lambda k, w: jnp.abs(w) - 0.5)
   st = pruner.init(jax.random.key(0), p)
   seen = pruner.apply(p, st, key=jax.random.key(1), train=True)
   w = np.asarray(p["a"]["kernel"])

@@ -40,7 +40,7 @@ def test_one_pruned_train_step_every_model(name):
   model = models.get_model(name, **SMALL[name])
   x = jax.random.normal(jax.random.key(0), shape)
   y = jnp.array([0, 1, 2, 3])
-  pruner = pj.methods.magnitude(0.5)
+  pruner = pj.methods.magnitude_pruning(0.5)
   tx = training.optimizer(optax.sgd(0.1, momentum=0.9), pruner=pruner)
   state = training.init_train_state(jax.random.key(1), model.init(jax.random.key(2), x), pruner, tx)
   state, metrics = jax.jit(training.make_train_step(training.linen_apply(model), pruner, tx))(

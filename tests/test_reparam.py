@@ -103,7 +103,7 @@ def test_effective_pruning_removes_exactly_the_target_by_gate_value(s, seed):
 
 
 def test_bad_arguments_are_named():
-  with pytest.raises(ValueError, match="sparsity is the removed fraction"):
+  with pytest.raises(ValueError, match="sparsity must be a removed fraction"):
     pj.methods.reparam(1.0, budget_weight=1.0)
   with pytest.raises(ValueError, match="t_init"):
     pj.methods.reparam(0.9, budget_weight=1.0, t_init=0.0)

@@ -55,7 +55,7 @@ TRAIN_SCRIPT = textwrap.dedent(
   x = jax.random.normal(jax.random.key(0), (16, 8, 8, 3)); y = jnp.arange(16) % 10
 
   def both(model):
-    pruner = pj.methods.magnitude(0.7)
+    pruner = pj.methods.magnitude_pruning(0.7)
     tx = training.optimizer(optax.sgd(0.1, momentum=0.9), pruner=pruner)
     init = jax.jit(lambda k: training.init_train_state(k, model.init(jax.random.key(2), x), pruner, tx))
     state = init(jax.random.key(1))  # eager init dispatches op by op: slow on 8 devices

@@ -42,12 +42,12 @@ def _leaf_keys(key, params):
 def test_aslp_forward_and_gradient_match_numpy_reference():
   """Forward kernel = s * sign(w) * std * 1[m + L > 0]; d loss / d m = dL/dW_hat * s * W' * y(1-y)/tau."""
   p, tau = _params(), 0.7
-  pruner = pj.methods.aslp(temperature=tau, smart_rescale=True, signed_constant=True)
+  pruner = pj.methods.aslp(temperature=tau, smart_rescale=True, signed_constant=True, signed_constant_layers="all")
   state = pruner.init(jax.random.key(0), p)
   m = jax.random.normal(jax.random.key(5), (20, 16))
   state = state._replace(
     variables={
-      "mask": {**state.variables["mask"], "a": {**state.variables["mask"]["a"], "kernel": m}},
+      "logits": {**state.variables["logits"], "a": {**state.variables["logits"]["a"], "kernel": m}},
       "rescale": {**state.variables["rescale"], "a": {"kernel": jnp.float32(1.3), "bias": jnp.float32(0.0)}},
     }
   )
@@ -67,7 +67,7 @@ def test_aslp_forward_and_gradient_match_numpy_reference():
   np.testing.assert_allclose(np.asarray(seen["a"]["kernel"]), 1.3 * w_sc * z, rtol=1e-6)
   y = _sigmoid((np.asarray(m) + noise) / tau)
   expected_gm = np.asarray(g_out) * 1.3 * w_sc * y * (1 - y) / tau
-  np.testing.assert_allclose(np.asarray(grads["mask"]["a"]["kernel"]), expected_gm, rtol=2e-4, atol=1e-7)
+  np.testing.assert_allclose(np.asarray(grads["logits"]["a"]["kernel"]), expected_gm, rtol=2e-4, atol=1e-7)
   expected_gs = np.sum(np.asarray(g_out) * w_sc * z)
   np.testing.assert_allclose(float(grads["rescale"]["a"]["kernel"]), expected_gs, rtol=1e-4)
   np.testing.assert_array_equal(np.asarray(seen["a"]["bias"]), np.asarray(p["a"]["bias"]))  # unmasked
@@ -91,7 +91,7 @@ def test_aslp_training_keeps_weights_bit_identical_and_finalizes_m_nonnegative(
   smart_rescale, signed_constant
 ):
   p = _params()
-  pruner = pj.methods.aslp(smart_rescale=smart_rescale, signed_constant=signed_constant)
+  pruner = pj.methods.aslp(smart_rescale=smart_rescale, signed_constant=signed_constant, signed_constant_layers="all")
   var_tx = {"variables": optax.sgd(50.0, momentum=0.9)}
   if smart_rescale:
     var_tx["rescale"] = optax.sgd(1e-3, momentum=0.9)
@@ -99,9 +99,10 @@ def test_aslp_training_keeps_weights_bit_identical_and_finalizes_m_nonnegative(
   state = training.init_train_state(jax.random.key(0), {"params": p}, pruner, tx)
   step = jax.jit(training.make_train_step(_apply_fn, pruner, tx))
   for _ in range(6):
+    trained_with = pruner.masks(state.params, state.pruner_state)
     state, metrics = step(state, _batch())
   chex.assert_trees_all_equal(state.params, p)  # frozen weights and biases, bit for bit
-  m = state.pruner_state.variables["mask"]
+  m = state.pruner_state.variables["logits"]
   assert not np.allclose(np.asarray(m["a"]["kernel"]), 0.0)
   params, masks = pruner.finalize(state.params, state.pruner_state)
   for layer in ("a", "b"):
@@ -114,12 +115,13 @@ def test_aslp_training_keeps_weights_bit_identical_and_finalizes_m_nonnegative(
       assert s != 1.0  # the rescale learned something
     np.testing.assert_allclose(np.asarray(params[layer]["kernel"]), np.where(mk >= 0, s * w, 0.0), rtol=1e-6)
     np.testing.assert_array_equal(np.asarray(params[layer]["bias"]), np.asarray(p[layer]["bias"]))
-  assert float(metrics["sparsity"]) == pytest.approx(1.0 - float(pj.density(masks)), abs=1e-6)
+  # a step reports the sparsity of the masks it trained with
+  assert float(metrics["sparsity"]) == pytest.approx(1.0 - float(pj.density(trained_with)), abs=1e-6)
 
 
 def test_signed_constant_uses_the_empirical_std_of_initial_weights():
   p = _params()
-  state = pj.methods.aslp(signed_constant=True).init(jax.random.key(0), p)
+  state = pj.methods.aslp(signed_constant=True, signed_constant_layers="all").init(jax.random.key(0), p)
   for layer in ("a", "b"):
     w = np.asarray(p[layer]["kernel"])
     np.testing.assert_allclose(
@@ -129,7 +131,7 @@ def test_signed_constant_uses_the_empirical_std_of_initial_weights():
       np.sqrt(2.0 / w.shape[0]), rel=1e-3
     )
   np.testing.assert_allclose(
-    float(pj.methods.empirical_std(p["a"]["kernel"])), np.std(np.asarray(p["a"]["kernel"]), ddof=1), rtol=1e-6
+    float(pj.methods.mask_learning.empirical_std(p["a"]["kernel"])), np.std(np.asarray(p["a"]["kernel"]), ddof=1), rtol=1e-6
   )
 
 
@@ -154,7 +156,7 @@ def test_edge_popup_keeps_exactly_k_per_layer(k, seed):
     assert int(np.count_nonzero(np.asarray(seen[layer]["kernel"]))) == round(k * n)
     assert int(np.asarray(masks[layer]["kernel"]).sum()) == round(k * n)
     # the kept ones are the largest |score| of that layer
-    s = np.abs(np.asarray(state.variables["mask"][layer]["kernel"])).ravel()
+    s = np.abs(np.asarray(state.variables["scores"][layer]["kernel"])).ravel()
     kept = np.asarray(masks[layer]["kernel"]).ravel()
     if 0 < kept.sum() < n:
       assert s[kept].min() >= s[~kept].max()
@@ -164,7 +166,7 @@ def test_edge_popup_scores_init_gradient_and_signed_kaiming_constant():
   p = _params()
   pruner = pj.methods.edge_popup(0.5, signed_constant="kaiming", scale_fan=True)
   state = pruner.init(jax.random.key(0), p)
-  s = np.asarray(state.variables["mask"]["a"]["kernel"])
+  s = np.asarray(state.variables["scores"]["a"]["kernel"])
   bound = 1.0 / np.sqrt(20)
   assert np.abs(s).max() <= bound and np.abs(s).max() > 0.9 * bound  # U(+-1/sqrt(fan_in))
   np.testing.assert_allclose(
@@ -177,7 +179,7 @@ def test_edge_popup_scores_init_gradient_and_signed_kaiming_constant():
   w_sc = np.sign(np.asarray(p["a"]["kernel"])) * np.sqrt(2.0 / 10)
   # straight through |s|: d/ds = dL/dW_hat * W' * sign(s) (every score, kept or not)
   np.testing.assert_allclose(
-    np.asarray(grads["mask"]["a"]["kernel"]), np.asarray(g_out) * w_sc * np.sign(s), rtol=1e-6
+    np.asarray(grads["scores"]["a"]["kernel"]), np.asarray(g_out) * w_sc * np.sign(s), rtol=1e-6
   )
 
 
@@ -194,7 +196,7 @@ def test_supermask_dwr_forward_and_gradient_match_numpy_reference():
   state = pruner.init(jax.random.key(0), p)
   m = jax.random.normal(jax.random.key(5), (20, 16))
   state = state._replace(
-    variables={"mask": {**state.variables["mask"], "a": {"kernel": m, "bias": jnp.float32(0)}}}
+    variables={"logits": {**state.variables["logits"], "a": {"kernel": m, "bias": jnp.float32(0)}}}
   )
   key = jax.random.key(4)
   g_out = np.asarray(jax.random.normal(jax.random.key(3), (20, 16)))
@@ -213,7 +215,7 @@ def test_supermask_dwr_forward_and_gradient_match_numpy_reference():
   # DWR factor n / sum(z) with the gradient through the sum (straight-through z)
   dz = g_out * w * n / total - n * np.sum(g_out * w * z) / total**2
   np.testing.assert_allclose(
-    np.asarray(grads["mask"]["a"]["kernel"]), dz * prob * (1 - prob), rtol=2e-4, atol=1e-7
+    np.asarray(grads["logits"]["a"]["kernel"]), dz * prob * (1 - prob), rtol=2e-4, atol=1e-7
   )
   # finalize: the deterministic m >= 0 mask with its own DWR factor folded in
   params, masks = pruner.finalize(p, state)
@@ -280,3 +282,24 @@ def test_subnetwork_of_a_random_mlp_learns_mnist(name, make, lr, finalized, floo
     seen = pruner.apply(state.params, state.pruner_state, key=jax.random.key(3), train=False)
   accuracy = float(jnp.mean(jnp.argmax(model.apply({"params": seen}, xv), -1) == yv))
   assert accuracy > floor, (name, accuracy)
+
+
+def test_aslp_signed_constant_defaults_to_conv_kernels_only_as_the_reference():
+  """The reference re-initialises its dense layers after the constant is computed: they keep their
+  own random weights; ``signed_constant_layers="all"`` puts the constant on every masked layer."""
+  k = jax.random.split(jax.random.key(0), 2)
+  p = {
+    "conv": {"kernel": jax.random.normal(k[0], (3, 3, 2, 4)), "bias": jnp.zeros(4)},
+    "dense": {"kernel": jax.random.normal(k[1], (16, 3)), "bias": jnp.zeros(3)},
+  }
+  for layers, dense_constant in (("conv", False), ("all", True)):
+    pruner = pj.methods.aslp(signed_constant=True, signed_constant_layers=layers)
+    state = pruner.init(jax.random.key(1), p)
+    params, _ = pruner.finalize(p, state)  # m = 0 keeps everything
+    conv = np.asarray(p["conv"]["kernel"])
+    np.testing.assert_allclose(np.asarray(params["conv"]["kernel"]), np.sign(conv) * np.std(conv, ddof=1), rtol=1e-6)
+    dense = np.asarray(p["dense"]["kernel"])
+    want = np.sign(dense) * np.std(dense, ddof=1) if dense_constant else dense
+    np.testing.assert_allclose(np.asarray(params["dense"]["kernel"]), want, rtol=1e-6)
+  with pytest.raises(ValueError, match="signed_constant_layers='dense' is unknown"):
+    pj.methods.aslp(signed_constant=True, signed_constant_layers="dense")

@@ -28,8 +28,8 @@ def variants():
   masks_sgd = optax.sgd(50.0, momentum=0.9)
   return {
     "dense": (pj.methods.dense(), sgd, None),
-    "fixed_mask": (pj.methods.magnitude(0.9), sgd, None),
-    "hard_threshold_ste": (pj.methods.straight_through(), frozen, masks_sgd),
+    "fixed_mask": (pj.methods.magnitude_pruning(0.9), sgd, None),
+    "hard_threshold_ste": (pj.methods.straight_through_mask(), frozen, masks_sgd),
     "topk_ste": (
       pj.methods.learned_mask(
         lambda k, m: pj.topk_ste(m, 0.5), init=lambda k, w: jax.random.uniform(k, w.shape)
@@ -39,7 +39,7 @@ def variants():
     ),
     "aslp": (pj.methods.learned_mask(pj.aslp_sample), frozen, masks_sgd),
     "magnitude_every_10": (
-      pj.methods.magnitude(pj.schedules.polynomial(0.9, 0, 10_000, frequency=10), final_sparsity=0.9),
+      pj.methods.magnitude_pruning(pj.schedules.polynomial(0.9, 0, 10_000, frequency=10), final_sparsity=0.9),
       sgd,
       None,
     ),

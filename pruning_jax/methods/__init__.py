@@ -1,31 +1,29 @@
-"""Pruning methods, one module per family; each factory returns a :class:`pruning_jax.Pruner`."""
+"""Pruning methods, one module per family; each factory returns a :class:`pruning_jax.Pruner`.
+
+Families: ``dense`` (the baseline); ``score`` (score pruning with any schedule, structure and
+scope: magnitude, gradual, iterative); ``mask_learning`` (straight-through, edge-popup,
+supermask, ASLP); ``reparam`` (budget-aware weight reparametrization).
+"""
 
 from pruning_jax.methods.dense import dense
-from pruning_jax.methods.magnitude import MagnitudeBuffers, magnitude, score_pruning
 from pruning_jax.methods.mask_learning import (
   aslp,
   edge_popup,
-  empirical_std,
-  kaiming_std,
-  kaiming_uniform_scores,
   learned_mask,
-  straight_through,
+  straight_through_mask,
   supermask,
 )
 from pruning_jax.methods.reparam import reparam
+from pruning_jax.methods.score import magnitude_pruning, score_pruning
 
 __all__ = [
-  "MagnitudeBuffers",
   "aslp",
   "dense",
   "edge_popup",
-  "empirical_std",
-  "kaiming_std",
-  "kaiming_uniform_scores",
   "learned_mask",
-  "magnitude",
+  "magnitude_pruning",
   "reparam",
   "score_pruning",
-  "straight_through",
+  "straight_through_mask",
   "supermask",
 ]

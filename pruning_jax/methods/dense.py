@@ -8,10 +8,26 @@ from pruning_jax.pruner import Pruner, PrunerState, no_update
 
 
 def dense(*, selection: sel_lib.SelectionLike = None) -> Pruner:
-  """Trains every weight; its masks are all-kept over ``selection`` (so sparsity reads 0)."""
+  """Trains every weight; its masks are all-kept over ``selection`` (so sparsity reads 0).
 
-  def init(key, params):
-    del key, params
+  Args:
+    selection: the leaves counted as prunable (for sparsity figures); default kernels.
+
+  Returns:
+    A :class:`pruning_jax.Pruner` whose ``apply`` is the identity.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import pruning_jax as pj
+    >>> params = {"w": jnp.ones((2, 2))}
+    >>> pruner = pj.methods.dense()
+    >>> state = pruner.init(jax.random.key(0), params)
+    >>> float(pj.sparsity(pruner.masks(params, state)))
+    0.0
+  """
+
+  def init(key, params, context=None):
+    del key, params, context
     return PrunerState({}, {})
 
   def apply(params, state, *, key=None, train=True):

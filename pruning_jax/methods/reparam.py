@@ -31,21 +31,22 @@ import jax.numpy as jnp
 
 from pruning_jax import masks as masks_lib
 from pruning_jax import selection as sel_lib
+from pruning_jax import validation
 from pruning_jax.estimators import reparam_gate
 from pruning_jax.pruner import Pruner, PrunerState, no_update
 from pruning_jax.transforms import budget_penalty
 from pruning_jax.tree import PyTree
 
 
-def _check(sparsity: float, t_init: float, n: int, budget_weight: float) -> None:
-  if not 0.0 <= sparsity < 1.0:
-    raise ValueError(f"reparam: sparsity is the removed fraction in [0, 1), got {sparsity!r}.")
-  if not t_init > 0:
-    raise ValueError(f"reparam: t_init must be > 0 (the paper uses 100), got {t_init!r}.")
-  if not (isinstance(n, int) and n > 0):
+def _check(sparsity: float, t_init: float, n: int, budget_weight: float) -> float:
+  s = validation.fraction(sparsity, "reparam: sparsity", what="removed fraction")
+  if s is None:
+    raise TypeError("reparam: sparsity must be a static number (it fixes C_target and the hard prune).")
+  validation.positive(t_init, "reparam: t_init (the paper uses 100)")
+  if not (isinstance(n, int) and not isinstance(n, bool) and n > 0):
     raise ValueError(f"reparam: n must be a positive integer (the paper uses 4), got {n!r}.")
-  if not budget_weight >= 0:
-    raise ValueError(f"reparam: budget_weight (lambda) must be >= 0, got {budget_weight!r}.")
+  validation.positive(budget_weight, "reparam: budget_weight (lambda)", allow_zero=True)
+  return s
 
 
 def _t_tree(t: PyTree, params: PyTree) -> PyTree:
@@ -56,16 +57,51 @@ def _t_tree(t: PyTree, params: PyTree) -> PyTree:
 
 
 def gates(params: PyTree, t: PyTree, selection: PyTree, n: int = 4) -> PyTree:
-  """``h_t(w)`` on selected leaves (None elsewhere)."""
+  """The gate ``h_t(w) = C1 (exp(-1 / ((t w)^n + 1)) - C2)`` of every selected weight.
+
+  Args:
+    params: the weights.
+    t: one t per leaf (a tree like ``params``) or one scalar for the net.
+    selection: the gated leaves (a bool tree).
+    n: the gate's exponent.
+
+  Returns:
+    A tree like ``params``: ``h_t(w)`` on selected leaves, a 0-d 1 elsewhere (ungated).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> h = gates({"w": jnp.zeros(2), "b": jnp.ones(1)}, jnp.float32(100.0), {"w": True, "b": False})
+    >>> h["w"].tolist(), float(h["b"])
+    ([0.0, 0.0], 1.0)
+  """
   return jax.tree.map(
-    lambda p, tl, s: reparam_gate(p, tl, n) if s else None, params, _t_tree(t, params), selection
+    lambda p, tl, s: reparam_gate(p, tl, n) if s else jnp.ones((), jnp.float32),
+    params,
+    _t_tree(t, params),
+    selection,
   )
 
 
 def soft_count(params: PyTree, t: PyTree, selection: PyTree, n: int = 4) -> jax.Array:
-  """The paper's differentiable cost ``C = sum over selected weights of h_t(w)``."""
+  """The paper's differentiable cost ``C = sum over selected weights of h_t(w)``.
+
+  Args:
+    params: the weights.
+    t: one t per leaf or one for the net.
+    selection: the gated leaves.
+    n: the gate's exponent.
+
+  Returns:
+    (), float32.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> float(soft_count({"w": jnp.array([0.0, 10.0])}, jnp.float32(100.0), {"w": True}))
+    1.0
+  """
+  h = gates(params, t, selection, n)
   return sum(
-    (jnp.sum(g, dtype=jnp.float32) for g in jax.tree.leaves(gates(params, t, selection, n))),
+    (jnp.sum(g, dtype=jnp.float32) for g, s in zip(jax.tree.leaves(h), jax.tree.leaves(selection), strict=True) if s),
     jnp.zeros((), jnp.float32),
   )
 
@@ -94,13 +130,13 @@ def reparam(
   no buffers. ``Pruner.penalty`` is the budget transform over ``{"params", "variables"}``;
   ``Pruner.metrics`` reports ``budget_cost`` (C) and ``budget_ratio`` (C / C_target).
   """
-  _check(sparsity, t_init, n, budget_weight)
+  sparsity = _check(sparsity, t_init, n, budget_weight)
 
   def sel_of(params):
     return sel_lib.resolve(selection, params)
 
-  def init(key, params):
-    del key
+  def init(key, params, context=None):
+    del key, context
     if per_layer_t:
       t = jax.tree.map(lambda s: jnp.asarray(t_init if s else 0.0, jnp.float32), sel_of(params))
     else:
@@ -109,10 +145,9 @@ def reparam(
 
   def apply(params, state, *, key=None, train=True):
     del key, train
-    h = gates(params, state.variables["t"], sel_of(params), n)
-    return jax.tree.map(
-      lambda p, g: p if g is None else p * g.astype(p.dtype), params, h, is_leaf=lambda x: x is None
-    )
+    sel = sel_of(params)
+    h = gates(params, state.variables["t"], sel, n)
+    return jax.tree.map(lambda p, g, s: p * g.astype(p.dtype) if s else p, params, h, sel)
 
   def masks(params, state):
     del state  # nothing is removed before the effective pruning
@@ -120,10 +155,7 @@ def reparam(
 
   def finalize(params, state):
     sel = sel_of(params)
-    h = gates(params, state.variables["t"], sel, n)
-    scores = jax.tree.map(
-      lambda p, g: jnp.zeros(()) if g is None else g, params, h, is_leaf=lambda x: x is None
-    )
+    scores = gates(params, state.variables["t"], sel, n)
     keep = masks_lib.masks_from_scores(scores, sparsity, selection=sel, scope="global")
     seen = apply(params, state)
     return masks_lib.apply_masks(seen, keep), keep
