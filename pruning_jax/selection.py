@@ -53,7 +53,10 @@ def is_weight_kernel(path: str, leaf: Any) -> bool:
     >>> is_weight_kernel("conv/weight", jnp.ones((8, 3, 3, 3))), is_weight_kernel("conv/bias", jnp.ones((8, 1, 1)))
     (True, False)
   """
-  name = path.rsplit("/", 1)[-1]
+  parts = path.split("/")
+  while len(parts) > 1 and parts[-1] in ("value", "raw_value"):  # Flax NNX Variable fields
+    parts.pop()
+  name = parts[-1]
   return (
     is_array(leaf)
     and len(leaf.shape) > 1

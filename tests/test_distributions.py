@@ -1,3 +1,4 @@
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -63,3 +64,21 @@ def test_uniform_and_resolve():
     distributions.resolve("lamp", params, 0.5)
   with pytest.raises(ValueError, match=r"\[0, 1\)"):
     distributions.erk(params, 1.0)
+
+
+def test_erk_never_empties_a_layer_and_says_when_it_cannot():
+  params = {"big": jnp.ones((200, 200)), "tiny": jnp.ones((2, 2))}
+  alloc = pj.distributions.erk(params, 0.999)
+  assert all(f < 1.0 for f in jax.tree.leaves(alloc))
+  masks = pj.masks_from_scores(pj.criteria.magnitude(params), alloc, scope="layer")  # accepted as is
+  assert int(pj.count_kept(masks)[0]) == 40004 - round(0.999 * 40004)
+  with pytest.raises(ValueError, match="more than leaves one weight in each"):
+    pj.distributions.erk({"a": jnp.ones((2, 2)), "b": jnp.ones((2, 2))}, 0.99)
+
+
+@pytest.mark.parametrize("value", [np.float32(0.5), jnp.float32(0.5), np.float64(0.5), jnp.asarray(0.5)])
+def test_numpy_and_0d_array_sparsities_are_accepted(value):
+  params = {"a": jnp.ones((4, 4))}
+  assert pj.distributions.uniform(params, value)["a"] == 0.5
+  pruner = pj.methods.magnitude_pruning(value)
+  assert int(pj.count_kept(pruner.masks(params, pruner.init(jax.random.key(0), params)))[0]) == 8

@@ -71,3 +71,28 @@ def test_validate_errors():
     sel.validate({"f": jax.nn.relu}, {"f": True})
   with pytest.raises(ValueError, match="empty"):
     sel.validate({"w": jnp.ones(2)}, {"w": False})
+
+
+def test_an_equinox_module_of_bools_is_a_selection_not_a_function():
+  import equinox as eqx
+
+  model = eqx.nn.MLP(3, 2, 4, 1, key=jax.random.key(0))
+  params, _ = eqx.partition(model, eqx.is_inexact_array)
+  sel = pj.select(params)  # an MLP of bools: callable, but a selection
+  assert callable(sel)
+  resolved = pj.selection.resolve(sel, params)
+  assert jax.tree.leaves(resolved) == jax.tree.leaves(sel)
+  pruner = pj.methods.magnitude_pruning(0.5, selection=sel)
+  masks = pruner.masks(params, pruner.init(jax.random.key(1), params))
+  assert int(pj.count_kept(masks)[0]) == (12 + 8) // 2
+
+
+def test_default_selection_skips_biases_with_more_than_one_axis():
+  import equinox as eqx
+
+  conv = eqx.nn.Conv2d(3, 8, 3, key=jax.random.key(0))
+  assert conv.bias.shape == (8, 1, 1)
+  sel = pj.select(conv)
+  assert sel.weight is True and sel.bias is False
+  attention = {"query": {"kernel": jnp.ones((16, 4, 4)), "bias": jnp.ones((4, 4))}}
+  assert pj.select(attention) == {"query": {"kernel": True, "bias": False}}

@@ -119,3 +119,11 @@ def test_two_large_layer_groups_bracket_independently():
   keep = thresholds.removal_keep_masks([a, b], jnp.asarray([15_000, 120_000]), groups=(0, 1))
   np.testing.assert_array_equal(np.asarray(keep[0]), np_keep([np.asarray(a)], 15_000)[0])
   np.testing.assert_array_equal(np.asarray(keep[1]), np_keep([np.asarray(b)], 120_000)[0])
+
+
+def test_nan_scores_are_the_least_important():
+  scores = jnp.array([1.0, jnp.nan, -jnp.inf, 3.0, jnp.nan])
+  keep = thresholds.removal_keep_masks([scores], jnp.array([2]))[0]
+  np.testing.assert_array_equal(np.asarray(keep), [True, False, True, True, False])
+  keep = thresholds.removal_keep_masks([scores], jnp.array([3]))[0]
+  np.testing.assert_array_equal(np.asarray(keep), [True, False, False, True, False])

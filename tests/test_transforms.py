@@ -173,3 +173,33 @@ def test_budget_penalty_target_fn_is_evaluated_once_at_init():
     pj.budget_penalty(_gate_cost, 1.0, target_fn=lambda p: 1.0)
   with pytest.raises(ValueError, match="exactly one of target"):
     pj.budget_penalty(_gate_cost)
+
+
+def test_reset_regrown_restarts_adam_moments_inside_the_training_optimizer_only_where_grown():
+  pruner = pj.methods.magnitude_pruning(0.5)
+  tx = pj.training.optimizer(optax.adam(0.1), pruner=pruner)
+  params = {"w": jnp.arange(1.0, 5.0)}
+  tree = {"params": params, "variables": {}}
+  keep = {"params": {"w": jnp.ones(4, bool)}, "variables": {}}
+  no_growth = {"params": {"w": jnp.zeros(4, bool)}, "variables": {}}
+  state = tx.init(tree)
+  g = {"params": {"w": jnp.ones(4)}, "variables": {}}
+  _, state = tx.update(g, state, tree, masks=keep, grown=no_growth)
+  grown = {"params": {"w": jnp.array([False, True, False, False])}, "variables": {}}
+  zero = {"params": {"w": jnp.zeros(4)}, "variables": {}}
+  before = jax.tree.leaves(state)
+  _, after_state = jax.jit(lambda s: tx.update(zero, s, tree, masks=keep, grown=grown))(state)
+  # find Adam's moments (params-shaped float leaves) and its count in the new state
+  moments = [x for x in jax.tree.leaves(after_state) if getattr(x, "shape", None) == (4,)]
+  assert len(moments) == 2  # mu and nu
+  for m in moments:
+    # decayed from the first step everywhere but the regrown weight, which restarted at 0
+    assert float(m[1]) == 0.0 and float(m[0]) > 0.0
+  counts = [int(x) for x in jax.tree.leaves(after_state) if getattr(x, "dtype", None) == jnp.int32]
+  assert counts and all(c == 2 for c in counts)  # the clock is not reset
+  assert len(before) == len(jax.tree.leaves(after_state))
+
+
+def test_keep_masked_zero_removed_needs_params():
+  with pytest.raises(ValueError, match="needs the current params"):
+    pj.keep_masked(zero_removed=True).update(jnp.ones(2), optax.EmptyState(), None, masks=jnp.ones(2, bool))
