@@ -45,8 +45,9 @@ METHODS = ("dense", "mp", "mp_ft", "gmp", "reparam")
 
 
 def target_rate(s) -> float | None:
-  stage = s["config"]["stages"][-1]["pruner"]
-  return stage.get("sparsity")
+  sparsity = s["config"]["stages"][-1]["pruner"].get("sparsity")
+  # a schedule (gradual magnitude, since the pruner config names its factory's arguments) ends at its target
+  return sparsity.get("final_sparsity") if isinstance(sparsity, dict) else sparsity
 
 
 def mean_std(values) -> str:

@@ -117,3 +117,6 @@ def cosine_decay_fraction(initial_fraction: float, end_step: int) -> Schedule:
     return jnp.where(t < end_step, f, 0.0).astype(jnp.float32)
 
   return schedule
+
+
+__all__ = ["Schedule", "constant", "cosine_decay_fraction", "iterative", "one_shot", "polynomial"]

@@ -3,9 +3,10 @@
 import ml_collections
 
 
-def stage(name, epochs, pruner, optimizer, mask_optimizer=None, variable_optimizers=None):
+def stage(name, epochs, pruner, optimizer, mask_optimizer=None, variable_optimizers=None, rewind_to=None):
   """One stage; ``variable_optimizers`` maps further pruner labels (e.g. ASLP's ``"rescale"``) to
-  optimizer configs."""
+  optimizer configs; ``rewind_to={"stage": i, "step": k}`` starts it from the params stage i had
+  at step k (kept positions; the masks are this stage's)."""
   s = ml_collections.ConfigDict()
   s.name = name
   s.epochs = epochs
@@ -13,6 +14,7 @@ def stage(name, epochs, pruner, optimizer, mask_optimizer=None, variable_optimiz
   s.optimizer = ml_collections.ConfigDict(optimizer)
   s.mask_optimizer = ml_collections.ConfigDict(mask_optimizer) if mask_optimizer else None
   s.variable_optimizers = dict(variable_optimizers or {})
+  s.rewind_to = ml_collections.ConfigDict(rewind_to) if rewind_to else None
   return s
 
 
@@ -44,6 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
   # (train=False) this many times: sampled masks (supermask, ASLP), the soft reparametrized net
   c.sampled_test_passes = 0
   c.init_from = None  # a finished run's workdir: start from its reported (extracted) model
+  c.init_batches = 1  # training batches a data-dependent pruner (SNIP, GraSP) scores at init
   return c
 
 

@@ -30,12 +30,8 @@ def get_config(arg: str = ""):
       "prune",
       1,
       {
-        "name": "magnitude",
-        "sparsity": 0.9,
-        "schedule": "polynomial",
-        "begin_epoch": 0.0,
-        "end_epoch": 0.5,
-        "frequency": 20,
+        "name": "magnitude_pruning",
+        "sparsity": {"schedule": "polynomial", "final_sparsity": 0.9, "begin_epoch": 0.0, "end_epoch": 0.5, "frequency": 20},
       },
       SGD,
     ),
@@ -45,5 +41,5 @@ def get_config(arg: str = ""):
     c.val_size = 256
     c.batch_size = 64
     c.eval_batch_size = 256
-    c.stages[1].pruner.frequency = 2
+    c.stages[1].pruner.sparsity.frequency = 2
   return c

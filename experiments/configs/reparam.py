@@ -114,7 +114,7 @@ def get_config(arg: str = ""):
   c.eval_finalized = True
   c.checkpoint_every_steps = 200
   opt = sgd(o["model"])
-  magnitude = {"name": "magnitude", "sparsity": rate}
+  magnitude = {"name": "magnitude_pruning", "sparsity": rate}
   if o["method"] == "dense":
     c.stages = [stage("dense", b["epochs"], {"name": "dense"}, opt)]
   elif o["method"] == "mp":
@@ -124,9 +124,9 @@ def get_config(arg: str = ""):
     c.init_from = dense_workdir(o)
     c.stages = [stage("finetune", b["finetune"], magnitude, opt)]
   elif o["method"] == "gmp":
-    gradual = {**magnitude, "schedule": "polynomial", "begin_epoch": 0.1 * b["epochs"]}
-    gradual.update(end_epoch=0.7 * b["epochs"], frequency=50)
-    c.stages = [stage("gradual", b["epochs"], gradual, opt)]
+    schedule = {"schedule": "polynomial", "final_sparsity": rate, "begin_epoch": 0.1 * b["epochs"]}
+    schedule.update(end_epoch=0.7 * b["epochs"], frequency=50)
+    c.stages = [stage("gradual", b["epochs"], {"name": "magnitude_pruning", "sparsity": schedule}, opt)]
   else:
     pruner = {"name": "reparam", "sparsity": rate, "budget_weight": float(o["lam"]), "per_layer_t": True}
     c.stages = [stage("reparam", b["epochs"], pruner, opt, T_ADAM)]
@@ -135,7 +135,7 @@ def get_config(arg: str = ""):
     c.val_size, c.batch_size, c.eval_batch_size = 128, 64, 128
     c.checkpoint_every_steps = 2
     if o["method"] == "gmp":
-      c.stages[0].pruner.frequency = 1
+      c.stages[0].pruner.sparsity.frequency = 1
   return c
 
 

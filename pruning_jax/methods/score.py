@@ -150,14 +150,25 @@ def score_pruning(
   return Pruner(init, apply, update, finalize, masks)
 
 
-def magnitude_pruning(sparsity: float | Callable[[Any], jax.Array], **kwargs: Any) -> Pruner:
+def magnitude_pruning(
+  sparsity: float | Callable[[Any], jax.Array],
+  *,
+  final_sparsity: float | None = None,
+  structure: str | struct_lib.Structure = "unstructured",
+  distribution: str = "global",
+  normalize: str | None = None,
+  selection: sel_lib.SelectionLike = None,
+) -> Pruner:
   """Magnitude pruning ``|w|`` (Han et al., NeurIPS 2015; Zhu & Gupta, 2017 with a polynomial
   schedule).
 
   Args:
     sparsity: a number in [0, 1) or a schedule (see :func:`score_pruning`).
-    **kwargs: ``final_sparsity``, ``structure``, ``distribution``, ``normalize``,
-      ``selection`` as in :func:`score_pruning`.
+    final_sparsity: a schedule's final value (for per-leaf distributions).
+    structure: unit grouping.
+    distribution: ``"global"``, ``"uniform"`` or ``"erk"``.
+    normalize: layer normalization of scores for the global threshold.
+    selection: which leaves may be pruned.
 
   Returns:
     A :class:`pruning_jax.Pruner`.
@@ -170,4 +181,12 @@ def magnitude_pruning(sparsity: float | Callable[[Any], jax.Array], **kwargs: An
     >>> pruner.finalize(params, pruner.init(jax.random.key(0), params))[0]["w"][0].tolist()
     [0.0, 0.0, 3.0, 4.0]
   """
-  return score_pruning(lambda params, grads: criteria.magnitude(params), sparsity, **kwargs)
+  return score_pruning(
+    lambda params, grads: criteria.magnitude(params),
+    sparsity,
+    final_sparsity=final_sparsity,
+    structure=structure,
+    distribution=distribution,
+    normalize=normalize,
+    selection=selection,
+  )

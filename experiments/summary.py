@@ -1,0 +1,119 @@
+"""summary.json of a finished run: what it reports, how it was measured, and its curves."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from typing import Any
+
+import jax
+import numpy as np
+
+import pruning_jax as pj
+
+
+def git_commit() -> str:
+  try:
+    return subprocess.run(
+      ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return "unknown"
+
+
+def write_summary(
+  config,
+  workdir,
+  params,
+  masks,
+  model_state,
+  apply_fn,
+  example,
+  test,
+  val,
+  best_val,
+  train_acc,
+  steps,
+  wall,
+  commit,
+) -> dict[str, Any]:
+  counts = pj.count_params(params)
+  prunable = [m for m in jax.tree.leaves(masks) if np.ndim(m) > 0]
+  kept, total = pj.count_kept(masks, params) if prunable else (0, 1)
+  sparsity = 1.0 - int(kept) / int(total) if prunable else 0.0
+  all_arrays = jax.tree.map(lambda p: pj.tree.is_array(p), params)
+  kept_all, total_all = pj.count_kept(masks, params, selection=all_arrays)
+  flops = pj.count_flops(lambda p, x: apply_fn(p, model_state, x, train=False)[0], params, example)
+  summary = {
+    "study": config.study,
+    "method": config.method,
+    "model": config.model,
+    "dataset": config.dataset,
+    "variant": config.variant,
+    "seed": config.seed,
+    "epochs": float(sum(s.epochs for s in config.stages)),
+    "steps": int(steps),
+    "test_accuracy": test["accuracy"],
+    "test_loss": test["loss"],
+    **_sampled_fields(test.get("sampled")),
+    "val_accuracy": val["accuracy"],
+    "best_val_accuracy": best_val,
+    **_curve_fields(workdir, len(config.stages) - 1),
+    "last_train_batch_accuracy": train_acc,
+    "sparsity": sparsity,
+    "sparsity_all": 1.0 - int(kept_all) / int(total_all),
+    "params_total": counts.total,
+    "params_nonzero": counts.nonzero,
+    "flops_dense": flops.flops,
+    "flops_effective": flops.effective_flops,
+    "layer_density": [{"path": s.path, "kept": s.kept, "total": s.total} for s in pj.mask_summary(masks)],
+    "wall_time_s": wall,
+    "device": jax.devices()[0].device_kind,
+    "git_commit": commit,
+    "command": " ".join(sys.argv),
+    "config": json.loads(config.to_json_best_effort()),
+  }
+  with open(os.path.join(workdir, "summary.json"), "w") as f:
+    json.dump(summary, f, indent=1)
+  return summary
+
+
+def _sampled_fields(accs: list[float] | None) -> dict[str, Any]:
+  if not accs:
+    return {}
+  return {
+    "test_accuracy_sampled_mean": float(np.mean(accs)),
+    "test_accuracy_sampled_std": float(np.std(accs)),
+    "test_accuracy_sampled": accs,
+  }
+
+
+def _curve_fields(workdir: str, stage: int, max_train_points: int = 200) -> dict[str, Any]:
+  """The last stage's validation curve and (thinned) train-metric curve from metrics.jsonl (a
+  resumed run logs a step again: the later record wins), and the epoch of the best validation
+  accuracy (the first, on ties)."""
+  by_split: dict[str, dict[int, dict]] = {"val": {}, "train": {}}
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    for line in f:
+      r = json.loads(line)
+      if r.get("split") in by_split and r.get("stage") == stage:
+        by_split[r["split"]][r["step"]] = r
+  curve = [
+    {"epoch": r["epoch"], "accuracy": r["accuracy"], "sparsity": r["sparsity"]}
+    for _, r in sorted(by_split["val"].items())
+  ]
+  train_records = [r for _, r in sorted(by_split["train"].items())]
+  stride = max(1, math.ceil(len(train_records) / max_train_points))
+  keep = train_records[::stride] + ([train_records[-1]] if (len(train_records) - 1) % stride else [])
+  drop = ("split", "stage", "global_step")
+  out: dict[str, Any] = {
+    "val_curve": curve,
+    "train_curve": [{k: v for k, v in r.items() if k not in drop} for r in keep],
+  }
+  if curve:
+    best = max(range(len(curve)), key=lambda i: (curve[i]["accuracy"], -i))
+    out["best_val_epoch"] = curve[best]["epoch"]
+  return out
