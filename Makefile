@@ -14,7 +14,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[experiments,dev]'
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -29,9 +29,10 @@ bench: $(STAMP)
 	$(PY) -m experiments.bench.train_step --json experiments/results/bench_train_step/summary.json
 
 run: $(STAMP)
-	$(PY) -m experiments.main --config experiments/configs/quickstart.py --workdir runs/quickstart
-	$(PY) -m experiments.report runs/quickstart --title "Quickstart: ASLP subnetwork of an untrained Conv4 / CIFAR-10 (2 epochs, 10k images)" > /dev/null
-	@echo "report: runs/quickstart/RESULTS.md (plots beside it)"
+	$(PY) -m experiments.sweep --config experiments/configs/quickstart.py --grid main \
+	  --runs runs/quickstart --results runs/quickstart/summaries
+	$(PY) -m experiments.report runs/quickstart/summaries --config experiments/configs/quickstart.py
+	@echo "report: runs/quickstart/summaries/RESULTS.md (plots beside it); committed: experiments/results/quickstart/"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pruning_jax experiments tests

@@ -1,6 +1,6 @@
 """A results folder -> RESULTS.md (one table row per run) and PNG plots.
 
-    python -m experiments.report experiments/results/STUDY [--title TITLE]
+    python -m experiments.report experiments/results/STUDY [--config CONFIG.py] [--title TITLE]
 
 Reads every ``*.json`` in the folder that is a run summary (it has ``test_accuracy``), writes
 ``RESULTS.md`` with the table and two plots: ``accuracy_vs_sparsity.png`` and
@@ -28,6 +28,7 @@ COLUMNS = (
   ("seed", "seed", "{}"),
   ("epochs", "epochs", "{:g}"),
   ("test acc", "test_accuracy", "{:.4f}"),
+  ("sampled test acc", "test_accuracy_sampled_mean", "{:.4f}"),
   ("best val acc", "best_val_accuracy", "{:.4f}"),
   ("sparsity", "sparsity", "{:.4f}"),
   ("non-zero params", "params_nonzero", "{:,}"),
@@ -149,13 +150,27 @@ def study_cli(render: Callable[[str], str], description: str, argv=None) -> None
   print(text)
 
 
+def study_spec(config_path: str | None) -> dict[str, str]:
+  """The ``REPORT`` dict (``title``, ``notes``) of a study config file, or an empty spec."""
+  if config_path is None:
+    return {}
+  from experiments.sweep import load_config_module
+
+  module = load_config_module(config_path)
+  return dict(getattr(module, "REPORT", {}))
+
+
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("folder")
+  ap.add_argument("--config", help="a study config whose REPORT dict gives the title and notes")
   ap.add_argument("--title")
-  ap.add_argument("--notes", default="", help="markdown placed above the table")
+  ap.add_argument("--notes", default=None, help="markdown placed above the table")
   args = ap.parse_args(argv)
-  print(write_report(args.folder, args.title, args.notes))
+  spec = study_spec(args.config)
+  title = args.title or spec.get("title")
+  notes = args.notes if args.notes is not None else spec.get("notes", "")
+  print(write_report(args.folder, title, notes))
 
 
 if __name__ == "__main__":

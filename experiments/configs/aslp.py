@@ -10,7 +10,10 @@ Keys of the argument (comma-separated ``key=value``):
           supermask's DWR (numel / sum(mask) every forward), edge-popup's scale_fan (the signed
           Kaiming constant computed with fan_in * k)
   sc      1: signed constant -- sign(w) * std of the layer's initial weights (ASLP, supermask),
-          +-sqrt(2 / fan_in) for edge-popup (its paper's "usc")
+          +-sqrt(2 / fan_in) for edge-popup (its paper's "usc"). ASLP puts it on the conv
+          kernels only, as the reference code does (it re-initialises its dense layers after
+          computing the constant); runs collected before protocol v2 (git_commit in their
+          summaries, before 2026-12-01) put it on every layer, dense ones included.
   da      1: random crop (pad 4) + horizontal flip on the training split
   seed    the run's seed (init, mask samples, data order and the 45k/5k split)
   epochs  the epoch budget (default: the CPU budget below)
@@ -71,7 +74,13 @@ def variant_name(o: dict[str, str]) -> str:
 def pruner(o: dict[str, str]) -> dict:
   wr, sc = o["wr"] == "1", o["sc"] == "1"
   if o["method"] == "aslp":
-    return {"name": "aslp", "temperature": 1.0, "smart_rescale": wr, "signed_constant": sc}
+    return {
+      "name": "aslp",
+      "temperature": 1.0,
+      "smart_rescale": wr,
+      "signed_constant": sc,
+      "signed_constant_layers": "conv",
+    }
   if o["method"] == "supermask":
     return {"name": "supermask", "dynamic_rescale": wr, "signed_constant": sc}
   return {
