@@ -28,11 +28,11 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 import pruning_jax as pj
 from experiments import data as data_lib
 from experiments.configs.aslp import MASK_SGD
-from pruning_jax import training
 from pruning_jax.models import get_model
 
 
@@ -51,9 +51,11 @@ def layer_gradients(model_name: str, signed_constant: bool, images, labels, samp
   def grad(variables, key):
     def loss(v):
       seen = pruner.apply(params, state._replace(variables=v), key=key, train=True)
-      return training.cross_entropy(model.apply({"params": seen}, images), labels)
+      return optax.softmax_cross_entropy_with_integer_labels(
+        model.apply({"params": seen}, images), labels
+      ).mean()
 
-    return jax.grad(loss)(variables)["mask"]
+    return jax.grad(loss)(variables)["logits"]
 
   draws = [grad(state.variables, jax.random.key(100 + i)) for i in range(samples)]
   mean = jax.tree.map(lambda *g: jnp.mean(jnp.stack(g), 0), *draws)

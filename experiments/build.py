@@ -88,13 +88,17 @@ def call(
     if key not in params and not accepts_kwargs:
       target = _step_name(key, params)
       if target is None:
-        accepted = sorted(k for k, p in params.items() if k not in INJECTED and p.kind is not p.VAR_POSITIONAL)
+        accepted = sorted(
+          k for k, p in params.items() if k not in INJECTED and p.kind is not p.VAR_POSITIONAL
+        )
         raise ValueError(
           f"config key {where}.{key} is not an argument of {factory.__module__}.{factory.__name__}; it "
           f"takes {accepted} (arguments with 'step' in their name may be given in epochs, e.g. at_epoch)."
         )
       value = int(round(float(value) * steps_per_epoch))
-    kwargs[target] = convert(target, value, f"{where}.{key}", steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+    kwargs[target] = convert(
+      target, value, f"{where}.{key}", steps_per_epoch=steps_per_epoch, total_steps=total_steps
+    )
   for name in INJECTED:
     if name in params:
       kwargs[name] = {"total_steps": total_steps, "steps_per_epoch": steps_per_epoch}[name]
@@ -105,7 +109,8 @@ def call(
   ]
   if missing:
     raise ValueError(
-      f"config {where}: {factory.__name__} needs {missing}; add them under {where} (e.g. {where}.{missing[0]}=...)."
+      f"config {where}: {factory.__name__} needs {missing}; add them under {where} "
+      f"(e.g. {where}.{missing[0]}=...)."
     )
   try:
     return factory(**kwargs)
@@ -136,7 +141,9 @@ def _member(module: ModuleType, name: Any, where: str) -> Callable[..., Any]:
   public = getattr(module, "__all__", None) or [k for k in vars(module) if not k.startswith("_")]
   fn = getattr(module, str(name), None) if str(name) in public else None
   if not callable(fn):
-    choices = sorted(k for k in public if callable(getattr(module, k, None)) and not isinstance(getattr(module, k), type))
+    choices = sorted(
+      k for k in public if callable(getattr(module, k, None)) and not isinstance(getattr(module, k), type)
+    )
     raise ValueError(f"config key {where}={name!r} is unknown; expected one of {choices}.")
   return fn
 

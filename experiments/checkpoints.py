@@ -89,8 +89,6 @@ def load_final(workdir: str, params, model_state):
   return loaded["params"], loaded["model_state"]
 
 
-
-
 def snapshot_path(workdir: str, stage: int, step: int) -> str:
   """Where the params of ``stage`` at ``step`` are kept for a later stage that rewinds to them."""
   return os.path.abspath(os.path.join(workdir, "snapshots", f"stage{stage}_step{step}"))

@@ -25,7 +25,9 @@ def _batch_fn(ds: data_lib.Dataset):
   return _GET[key]
 
 
-def evaluate(eval_step, state, images, labels, ds: data_lib.Dataset, batch_size: int, key) -> dict[str, float]:
+def evaluate(
+  eval_step, state, images, labels, ds: data_lib.Dataset, batch_size: int, key
+) -> dict[str, float]:
   """Mean loss and accuracy of ``eval_step`` over ``images``/``labels``.
 
   Args:
@@ -61,7 +63,9 @@ def forward(apply_fn, pruner):
   return jax.jit(training.make_eval_step(apply_fn, pruner, finalized=False))
 
 
-def sampled_accuracies(apply_fn, pruner, state, images, labels, ds, batch_size, key, passes: int) -> list[float]:
+def sampled_accuracies(
+  apply_fn, pruner, state, images, labels, ds, batch_size, key, passes: int
+) -> list[float]:
   """Accuracy of ``passes`` independent forward passes (fresh mask samples each)."""
   step = forward(apply_fn, pruner)
   return [

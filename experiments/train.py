@@ -29,10 +29,9 @@ import ml_collections
 from tqdm import tqdm
 
 import pruning_jax as pj
-from experiments import build
+from experiments import build, evaluators
 from experiments import checkpoints as ckpt_lib
 from experiments import data as data_lib
-from experiments import evaluators
 from experiments import summary as summary_lib
 from pruning_jax import models as models_lib
 from pruning_jax import training
@@ -120,7 +119,9 @@ def _check_rewind(config) -> None:
         "<step of that stage>}, e.g. {'stage': 0, 'step': 0} for the weights at initialization."
       )
     if not 0 <= r["stage"] < i:
-      raise ValueError(f"config key 'stages[{i}].rewind_to.stage'={r['stage']}: must be an earlier stage (0..{i - 1}).")
+      raise ValueError(
+        f"config key 'stages[{i}].rewind_to.stage'={r['stage']}: must be an earlier stage (0..{i - 1})."
+      )
     if r["step"] < 0:
       raise ValueError(f"config key 'stages[{i}].rewind_to.step'={r['step']}: must be >= 0.")
 
@@ -267,29 +268,39 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         best = _record(state, si, -1.0)
       train_step = jax.jit(training.make_train_step(apply_fn, pruner, st.tx))
       finalized = config.eval_finalized
-      eval_step = evaluators.extracted(apply_fn, pruner) if finalized else evaluators.forward(apply_fn, pruner)
+      eval_step = (
+        evaluators.extracted(apply_fn, pruner) if finalized else evaluators.forward(apply_fn, pruner)
+      )
       eval_sparsity = jax.jit(functools.partial(training.evaluated_sparsity, pruner, finalized=finalized))
       data_key = jax.random.fold_in(root, 2000 + si)
-      bar = tqdm(total=total, initial=int(state.step), desc=f"{stage.name}", disable=not config.progress, dynamic_ncols=True)
+      bar = tqdm(
+        total=total,
+        initial=int(state.step),
+        desc=f"{stage.name}",
+        disable=not config.progress,
+        dynamic_ncols=True,
+      )
       step = int(state.step)
 
-      def snapshot(step: int, state=None) -> None:
+      def snapshot(si: int, step: int, state) -> None:
         if (si, step) in rewinds and not os.path.isdir(ckpt_lib.snapshot_path(workdir, si, step)):
           ckpt_lib.save_snapshot(workdir, si, step, state.params)
 
-      snapshot(step, state)
+      snapshot(si, step, state)
       while step < total:
         epoch, i0 = divmod(step, spe)
         order = data_lib.epoch_order(jax.random.fold_in(data_key, epoch), n_train, config.batch_size)
         for i in range(i0, spe):
           if step >= total:
             break
-          batch = get_batch(ds.train_image, ds.train_label, order[i], jax.random.fold_in(data_key, 10**6 + step))
+          batch = get_batch(
+            ds.train_image, ds.train_label, order[i], jax.random.fold_in(data_key, 10**6 + step)
+          )
           state, metrics = train_step(state, batch)
           step += 1
           steps_this_run += 1
           bar.update(1)
-          snapshot(step, state)
+          snapshot(si, step, state)
           boundary = step % config.log_every_steps == 0 or step == total
           ckpt_due = step % config.checkpoint_every_steps == 0 or step == total
           interrupted = config.max_steps_this_run is not None and steps_this_run >= config.max_steps_this_run
@@ -297,15 +308,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             m = {k: float(v) for k, v in metrics.items()}
             if not math.isfinite(m["loss"]):
               raise FloatingPointError(
-                f"loss is {m['loss']} at stage {si} ({stage.name}) step {step}. The run stopped; the last "
-                f"good checkpoint is {last_good if last_good is not None else 'none (no checkpoint yet)'} in "
-                f"{workdir}/checkpoints. Fix: lower the learning rate or check the data, then rerun to resume."
+                f"loss is {m['loss']} at stage {si} ({stage.name}) step {step}. The run stopped; the "
+                f"last good checkpoint is {last_good if last_good is not None else 'none (none yet)'} "
+                f"in {workdir}/checkpoints. Fix: lower the learning rate or check the data, then rerun "
+                "to resume."
               )
             train_acc = m["accuracy"]
-            bar.set_postfix(loss=f"{m['loss']:.3f}", acc=f"{m['accuracy']:.3f}", sparsity=f"{m['sparsity']:.3f}")
+            bar.set_postfix(
+              loss=f"{m['loss']:.3f}", acc=f"{m['accuracy']:.3f}", sparsity=f"{m['sparsity']:.3f}"
+            )
             log({"split": "train", "stage": si, "step": step, "global_step": global_offset + step, **m})
           if step % spe == 0 or step == total:
-            val = evaluators.evaluate(eval_step, state, ds.val_image, ds.val_label, ds, config.eval_batch_size, eval_key)
+            val = evaluators.evaluate(
+              eval_step, state, ds.val_image, ds.val_label, ds, config.eval_batch_size, eval_key
+            )
             log(
               {
                 "split": "val",
@@ -333,10 +349,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     # the reported model: the best-validation one of the last stage, or the last one
     pruner = stages[-1].pruner
-    final = state._replace(params=best["params"], pruner_state=best["pruner_state"], model_state=best["model_state"])
+    final = state._replace(
+      params=best["params"], pruner_state=best["pruner_state"], model_state=best["model_state"]
+    )
     eval_step = evaluators.extracted(apply_fn, pruner)
-    test = evaluators.evaluate(eval_step, final, ds.test_image, ds.test_label, ds, config.eval_batch_size, eval_key)
-    val = evaluators.evaluate(eval_step, final, ds.val_image, ds.val_label, ds, config.eval_batch_size, eval_key)
+    test = evaluators.evaluate(
+      eval_step, final, ds.test_image, ds.test_label, ds, config.eval_batch_size, eval_key
+    )
+    val = evaluators.evaluate(
+      eval_step, final, ds.val_image, ds.val_label, ds, config.eval_batch_size, eval_key
+    )
     passes = int(config.get("sampled_test_passes", 0))
     if passes:
       test["sampled"] = evaluators.sampled_accuracies(

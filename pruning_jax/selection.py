@@ -50,7 +50,8 @@ def is_weight_kernel(path: str, leaf: Any) -> bool:
 
   Example:
     >>> import jax.numpy as jnp
-    >>> is_weight_kernel("conv/weight", jnp.ones((8, 3, 3, 3))), is_weight_kernel("conv/bias", jnp.ones((8, 1, 1)))
+    >>> w, b = jnp.ones((8, 3, 3, 3)), jnp.ones((8, 1, 1))
+    >>> is_weight_kernel("conv/weight", w), is_weight_kernel("conv/bias", b)
     (True, False)
   """
   parts = path.split("/")

@@ -361,7 +361,10 @@ def make_train_step(
       state.opt_state,
       tree,
       masks={"params": masks_after, "variables": kept_vars},
-      grown={"params": _grown(masks_after, masks_before), "variables": jax.tree.map(jnp.logical_not, kept_vars)},
+      grown={
+        "params": _grown(masks_after, masks_before),
+        "variables": jax.tree.map(jnp.logical_not, kept_vars),
+      },
     )
     new = optax.apply_updates(tree, updates)
     pstate = pstate._replace(variables=new["variables"])

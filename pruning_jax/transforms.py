@@ -122,7 +122,10 @@ def reset_regrown(inner: optax.GradientTransformation) -> optax.GradientTransfor
       shapes = [getattr(u, "shape", None) for u in jax.tree.leaves(updates)]
 
       def like_updates(x):
-        return jax.tree.structure(x) == target and [getattr(v, "shape", None) for v in jax.tree.leaves(x)] == shapes
+        return (
+          jax.tree.structure(x) == target
+          and [getattr(v, "shape", None) for v in jax.tree.leaves(x)] == shapes
+        )
 
       def reset(sub):
         if not like_updates(sub):

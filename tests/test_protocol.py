@@ -72,7 +72,9 @@ def linen_model(key):
 
 def nnx_model(key):
   seed = int(jax.random.randint(key, (), 0, 1000))
-  model = nnx.Sequential(nnx.Linear(6, 8, rngs=nnx.Rngs(seed)), nnx.relu, nnx.Linear(8, 4, rngs=nnx.Rngs(seed + 1)))
+  model = nnx.Sequential(
+    nnx.Linear(6, 8, rngs=nnx.Rngs(seed)), nnx.relu, nnx.Linear(8, 4, rngs=nnx.Rngs(seed + 1))
+  )
   graphdef, params = nnx.split(model, nnx.Param)
   return params, lambda p, s, x, *, train: (nnx.merge(graphdef, p)(x), s)
 
@@ -84,7 +86,10 @@ def equinox_model(key):
 
 def tuple_model(key):
   k1, k2 = jax.random.split(key)
-  params = (Layer(jax.random.normal(k1, (6, 8)) / 2, jnp.zeros(8)), [Layer(jax.random.normal(k2, (8, 4)) / 2, jnp.zeros(4))])
+  params = (
+    Layer(jax.random.normal(k1, (6, 8)) / 2, jnp.zeros(8)),
+    [Layer(jax.random.normal(k2, (8, 4)) / 2, jnp.zeros(4))],
+  )
 
   def apply(p, s, x, *, train):
     (a, [b]) = p
@@ -139,7 +144,10 @@ def test_contract(name, tree):
   evaluate = jax.jit(training.make_eval_step(apply_fn, pruner, finalized=True))
   out = evaluate(state, _batch(9), jax.random.key(3))
   assert int(out["count"]) == 16
-  (p1, m1), (p2, m2) = pruner.finalize(state.params, state.pruner_state), pruner.finalize(state.params, state.pruner_state)
+  (p1, m1), (p2, m2) = (
+    pruner.finalize(state.params, state.pruner_state),
+    pruner.finalize(state.params, state.pruner_state),
+  )
   chex.assert_trees_all_equal(p1, p2)
   chex.assert_trees_all_equal(m1, m2)
   pj.check_masks(p1, m1)
@@ -156,7 +164,9 @@ def test_step_zero_trains_no_removed_weight():
   masks = pruner.masks(state.params, state.pruner_state)
   assert int(pj.count_kept(masks)[0]) == 80 - round(0.9 * 80)
   new, metrics = jax.jit(training.make_train_step(apply_fn, pruner, tx))(state, _batch(0))
-  for b, a, m in zip(jax.tree.leaves(params), jax.tree.leaves(new.params), jax.tree.leaves(masks), strict=True):
+  for b, a, m in zip(
+    jax.tree.leaves(params), jax.tree.leaves(new.params), jax.tree.leaves(masks), strict=True
+  ):
     if np.ndim(m):
       np.testing.assert_array_equal(np.asarray(a)[~np.asarray(m)], np.asarray(b)[~np.asarray(m)])
       assert np.any(np.asarray(a)[np.asarray(m)] != np.asarray(b)[np.asarray(m)])
@@ -183,7 +193,13 @@ def _recording(base: pj.Pruner) -> pj.Pruner:
   def unwrap(f):
     return lambda params, state, *a, **k: f(params, state._replace(buffers=state.buffers[0]), *a, **k)
 
-  return base._replace(init=init, update=update, apply=unwrap(base.apply), masks=unwrap(base.masks), finalize=unwrap(base.finalize))
+  return base._replace(
+    init=init,
+    update=update,
+    apply=unwrap(base.apply),
+    masks=unwrap(base.masks),
+    finalize=unwrap(base.finalize),
+  )
 
 
 def test_update_sees_the_dense_gradient_of_the_weights_the_forward_pass_saw_and_a_fresh_key():
@@ -239,7 +255,12 @@ def test_init_gets_a_context_with_the_loss_and_batches():
   state = training.init_train_state(jax.random.key(1), {"params": params}, pruner, tx, ctx)
   masks = state.pruner_state.buffers
   g = jax.grad(ctx.loss_fn)(params, _batch(0))
-  scores = np.concatenate([np.abs(np.asarray(w * gw)).ravel() for w, gw in ((params[0].kernel, g[0].kernel), (params[1][0].kernel, g[1][0].kernel))])
+  scores = np.concatenate(
+    [
+      np.abs(np.asarray(w * gw)).ravel()
+      for w, gw in ((params[0].kernel, g[0].kernel), (params[1][0].kernel, g[1][0].kernel))
+    ]
+  )
   kept = np.concatenate([np.asarray(masks[0].kernel).ravel(), np.asarray(masks[1][0].kernel).ravel()])
   assert kept.sum() == 40 and scores[kept].min() >= scores[~kept].max()
   # positional masks (the old priming with zero gradients) would keep the first 40 units

@@ -42,7 +42,9 @@ def _leaf_keys(key, params):
 def test_aslp_forward_and_gradient_match_numpy_reference():
   """Forward kernel = s * sign(w) * std * 1[m + L > 0]; d loss / d m = dL/dW_hat * s * W' * y(1-y)/tau."""
   p, tau = _params(), 0.7
-  pruner = pj.methods.aslp(temperature=tau, smart_rescale=True, signed_constant=True, signed_constant_layers="all")
+  pruner = pj.methods.aslp(
+    temperature=tau, smart_rescale=True, signed_constant=True, signed_constant_layers="all"
+  )
   state = pruner.init(jax.random.key(0), p)
   m = jax.random.normal(jax.random.key(5), (20, 16))
   state = state._replace(
@@ -91,7 +93,9 @@ def test_aslp_training_keeps_weights_bit_identical_and_finalizes_m_nonnegative(
   smart_rescale, signed_constant
 ):
   p = _params()
-  pruner = pj.methods.aslp(smart_rescale=smart_rescale, signed_constant=signed_constant, signed_constant_layers="all")
+  pruner = pj.methods.aslp(
+    smart_rescale=smart_rescale, signed_constant=signed_constant, signed_constant_layers="all"
+  )
   var_tx = {"variables": optax.sgd(50.0, momentum=0.9)}
   if smart_rescale:
     var_tx["rescale"] = optax.sgd(1e-3, momentum=0.9)
@@ -131,7 +135,9 @@ def test_signed_constant_uses_the_empirical_std_of_initial_weights():
       np.sqrt(2.0 / w.shape[0]), rel=1e-3
     )
   np.testing.assert_allclose(
-    float(pj.methods.mask_learning.empirical_std(p["a"]["kernel"])), np.std(np.asarray(p["a"]["kernel"]), ddof=1), rtol=1e-6
+    float(pj.methods.mask_learning.empirical_std(p["a"]["kernel"])),
+    np.std(np.asarray(p["a"]["kernel"]), ddof=1),
+    rtol=1e-6,
   )
 
 
@@ -297,7 +303,9 @@ def test_aslp_signed_constant_defaults_to_conv_kernels_only_as_the_reference():
     state = pruner.init(jax.random.key(1), p)
     params, _ = pruner.finalize(p, state)  # m = 0 keeps everything
     conv = np.asarray(p["conv"]["kernel"])
-    np.testing.assert_allclose(np.asarray(params["conv"]["kernel"]), np.sign(conv) * np.std(conv, ddof=1), rtol=1e-6)
+    np.testing.assert_allclose(
+      np.asarray(params["conv"]["kernel"]), np.sign(conv) * np.std(conv, ddof=1), rtol=1e-6
+    )
     dense = np.asarray(p["dense"]["kernel"])
     want = np.sign(dense) * np.std(dense, ddof=1) if dense_constant else dense
     np.testing.assert_allclose(np.asarray(params["dense"]["kernel"]), want, rtol=1e-6)

@@ -44,7 +44,13 @@ def tiny_config(npz, **overrides):
       1,
       {
         "name": "magnitude_pruning",
-        "sparsity": {"schedule": "polynomial", "final_sparsity": 0.8, "begin_epoch": 0, "end_epoch": 0.5, "frequency": 1},
+        "sparsity": {
+          "schedule": "polynomial",
+          "final_sparsity": 0.8,
+          "begin_epoch": 0,
+          "end_epoch": 0.5,
+          "frequency": 1,
+        },
       },
       SGD,
     ),
@@ -146,16 +152,26 @@ def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(npz, tmp_path):
     (lambda c: setattr(c.stages[1].pruner, "name", "lottery"), r"stages\[1\].pruner.name"),
     (
       lambda c: setattr(c.stages[1].pruner, "sparsty", 0.5),
-      r"stages\[1\].pruner.sparsty is not an argument of pruning_jax.methods.score.magnitude_pruning; it takes "
+      r"stages\[1\].pruner.sparsty is not an argument of pruning_jax.methods.score.magnitude_pruning; "
+      r"it takes "
       r"\['distribution', 'final_sparsity', 'normalize', 'selection', 'sparsity', 'structure'\]",
     ),
     (
       lambda c: setattr(c.stages[0].optimizer, "momentun", 0.9),
       r"stages\[0\].optimizer.momentun is not an argument of experiments.optimizers.sgd",
     ),
-    (lambda c: setattr(c.stages[1].pruner.sparsity, "frequency", 0), r"stages\[1\].pruner.sparsity: frequency"),
-    (lambda c: setattr(c.stages[1].pruner.sparsity, "final_sparsity", 1.5), r"stages\[1\].pruner.sparsity: .*\[0, 1\)"),
-    (lambda c: setattr(c.stages[1], "rewind_to", {"stage": 1, "step": 0}), r"rewind_to.stage'=1: must be an earlier"),
+    (
+      lambda c: setattr(c.stages[1].pruner.sparsity, "frequency", 0),
+      r"stages\[1\].pruner.sparsity: frequency",
+    ),
+    (
+      lambda c: setattr(c.stages[1].pruner.sparsity, "final_sparsity", 1.5),
+      r"stages\[1\].pruner.sparsity: .*\[0, 1\)",
+    ),
+    (
+      lambda c: setattr(c.stages[1], "rewind_to", {"stage": 1, "step": 0}),
+      r"rewind_to.stage'=1: must be an earlier",
+    ),
     (lambda c: setattr(c, "stages", []), "'stages' is empty"),
     (lambda c: setattr(c, "normalization", "imagenet"), "'normalization' must be list/tuple/NoneType"),
   ],
@@ -294,9 +310,7 @@ def test_every_method_builds_from_its_config_by_its_own_signature():
 
   for name in pj.methods.__all__:
     fn = getattr(pj.methods, name)
-    required = [
-      p for p in inspect.signature(fn).parameters.values() if p.default is inspect.Parameter.empty
-    ]
+    required = [p for p in inspect.signature(fn).parameters.values() if p.default is inspect.Parameter.empty]
     if any(p.name in ("score_fn", "estimator") for p in required):
       continue  # generic skeletons take functions, not config values
     cfg = {"name": name, **{p.name: {"sparsity": 0.5, "budget_weight": 1.0}[p.name] for p in required}}
@@ -304,7 +318,11 @@ def test_every_method_builds_from_its_config_by_its_own_signature():
   with pytest.raises(ValueError, match=r"pruner.name='lottery' is unknown; expected one of \[.*'aslp'"):
     build.pruner({"name": "lottery"}, "pruner", steps_per_epoch=1, total_steps=1)
   schedule = build.convert(
-    "sparsity", {"schedule": "one_shot", "sparsity": 0.9, "at_epoch": 1.5}, "x", steps_per_epoch=10, total_steps=50
+    "sparsity",
+    {"schedule": "one_shot", "sparsity": 0.9, "at_epoch": 1.5},
+    "x",
+    steps_per_epoch=10,
+    total_steps=50,
   )
   assert float(schedule(14)) == 0.0 and float(schedule(15)) == pytest.approx(0.9)
 
@@ -315,7 +333,9 @@ def test_a_lottery_round_prunes_the_trained_weights_and_rewinds_the_kept_ones_bi
   c = tiny_config(npz)
   c.stages = [
     stage("train", 1, {"name": "dense"}, SGD),
-    stage("round1", 0, {"name": "magnitude_pruning", "sparsity": 0.6}, SGD, rewind_to={"stage": 0, "step": 0}),
+    stage(
+      "round1", 0, {"name": "magnitude_pruning", "sparsity": 0.6}, SGD, rewind_to={"stage": 0, "step": 0}
+    ),
   ]
   train.train_and_evaluate(c, str(tmp_path / "lth"))
   init, state0 = _init_params(c)

@@ -31,7 +31,13 @@ def get_config(arg: str = ""):
       1,
       {
         "name": "magnitude_pruning",
-        "sparsity": {"schedule": "polynomial", "final_sparsity": 0.9, "begin_epoch": 0.0, "end_epoch": 0.5, "frequency": 20},
+        "sparsity": {
+          "schedule": "polynomial",
+          "final_sparsity": 0.9,
+          "begin_epoch": 0.0,
+          "end_epoch": 0.5,
+          "frequency": 20,
+        },
       },
       SGD,
     ),

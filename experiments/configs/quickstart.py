@@ -51,7 +51,10 @@ def pruner(method: str) -> dict:
   if method == "dense":
     return {"name": "dense"}
   if method == "mp_ft":
-    return {"name": "magnitude_pruning", "sparsity": {"schedule": "one_shot", "sparsity": SPARSITY, "at_epoch": 3}}
+    return {
+      "name": "magnitude_pruning",
+      "sparsity": {"schedule": "one_shot", "sparsity": SPARSITY, "at_epoch": 3},
+    }
   if method == "gmp":
     schedule = {"schedule": "polynomial", "final_sparsity": SPARSITY, "begin_epoch": 0.5, "end_epoch": 2.5}
     return {"name": "magnitude_pruning", "sparsity": {**schedule, "frequency": 50}}

@@ -220,7 +220,9 @@ def learned_mask(
     if signed_constant is not None:
       csel = sel if constant_selection is None else constant_selection(params)
       buffers["constant"] = jax.tree.map(
-        lambda p, s, c: jnp.asarray(signed_constant(p), jnp.float32) if (s and c) else jnp.zeros((), jnp.float32),
+        lambda p, s, c: (
+          jnp.asarray(signed_constant(p), jnp.float32) if (s and c) else jnp.zeros((), jnp.float32)
+        ),
         params,
         sel,
         csel,

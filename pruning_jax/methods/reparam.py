@@ -101,7 +101,11 @@ def soft_count(params: PyTree, t: PyTree, selection: PyTree, n: int = 4) -> jax.
   """
   h = gates(params, t, selection, n)
   return sum(
-    (jnp.sum(g, dtype=jnp.float32) for g, s in zip(jax.tree.leaves(h), jax.tree.leaves(selection), strict=True) if s),
+    (
+      jnp.sum(g, dtype=jnp.float32)
+      for g, s in zip(jax.tree.leaves(h), jax.tree.leaves(selection), strict=True)
+      if s
+    ),
     jnp.zeros((), jnp.float32),
   )
 

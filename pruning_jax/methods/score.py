@@ -27,12 +27,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from pruning_jax import criteria
+from pruning_jax import criteria, validation
 from pruning_jax import distributions as dist_lib
 from pruning_jax import masks as masks_lib
 from pruning_jax import selection as sel_lib
 from pruning_jax import structures as struct_lib
-from pruning_jax import validation
 from pruning_jax.pruner import InitContext, Pruner, PrunerState, StepInfo
 from pruning_jax.tree import PyTree
 
