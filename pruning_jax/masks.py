@@ -25,6 +25,7 @@ import numpy as np
 
 from pruning_jax import selection as sel_lib
 from pruning_jax import structures as struct_lib
+from pruning_jax import validation
 from pruning_jax.thresholds import removal_keep_masks
 from pruning_jax.tree import (
   PyTree,
@@ -187,9 +188,19 @@ def mask_summary(masks: PyTree, params: PyTree | None = None) -> list[LeafSummar
 
 
 def _check_fraction(value: Any, where: str) -> None:
+  if isinstance(value, (str, bytes)) or value is None or (is_array(value) and np.ndim(value) != 0):
+    raise TypeError(
+      f"sparsity for {where} must be a number in [0, 1), got {type(value).__name__} {value!r}. Fix: pass "
+      "the removed fraction, e.g. 0.9, or a pytree with one fraction per leaf."
+    )
   v = static_value(value)
-  if v is None:
-    return  # traced: validated by the caller's checkify if wanted
+  if v is None:  # traced: checked when it runs (a bad value stops the computation)
+    t = jnp.asarray(value, jnp.float32)
+    validation.check_traced(
+      (t >= 0) & (t < 1),
+      f"sparsity for {where} must be in [0, 1) (the removed fraction); a traced value outside it was passed.",
+    )
+    return
   v = np.asarray(v, dtype=np.float64)
   if v.shape != () or not (0.0 <= float(v) < 1.0) or not np.isfinite(v):
     raise ValueError(
@@ -270,6 +281,12 @@ def masks_from_scores(
 
   score_leaves, treedef = jax.tree_util.tree_flatten_with_path(scores)
   sel_leaves = jax.tree_util.tree_leaves(selection)
+  not_a_number = isinstance(sparsity, (str, bytes, bool)) or sparsity is None
+  if not_a_number or (is_array(sparsity) and np.ndim(sparsity)):
+    raise TypeError(
+      f"masks_from_scores: sparsity must be a number in [0, 1) or a pytree like scores with one "
+      f"fraction per leaf, got {type(sparsity).__name__} {sparsity!r}. Fix: pass e.g. 0.9."
+    )
   per_leaf = not (is_array(sparsity) and np.ndim(sparsity) == 0) and not isinstance(sparsity, (int, float))
   if per_leaf:
     if scope != "layer":

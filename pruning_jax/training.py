@@ -475,8 +475,8 @@ def data_parallel(mesh: jax.sharding.Mesh, axis: str = "data"):
     >>> import jax, numpy as np
     >>> mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
     >>> replicate, shard_batch = data_parallel(mesh)
-    >>> shard_batch(np.zeros((4, 2))).sharding.spec
-    PartitionSpec('data',)
+    >>> shard_batch(np.zeros((4, 2))).sharding.spec[0]
+    'data'
   """
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axis))

@@ -275,3 +275,18 @@ def test_integer_params_and_empty_selection():
 def test_blocks_not_divisible():
   with pytest.raises(ValueError, match=r"\['w'\].*not divisible"):
     pj.masks_from_scores({"w": jnp.ones((3, 5))}, 0.5, structure=pj.blocks((2, 2)))
+
+
+@pytest.mark.parametrize("bad", ["0.5", None, jnp.array([0.5, 0.5])])
+def test_a_sparsity_that_is_not_a_number_is_named_as_such(bad):
+  with pytest.raises(TypeError, match="sparsity must be a number in"):
+    pj.masks_from_scores({"w": jnp.ones((4, 4))}, bad)
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.5, float("nan")])
+def test_a_traced_sparsity_outside_the_range_stops_the_computation(bad):
+  scores = {"w": jnp.arange(16.0).reshape(4, 4)}
+  f = jax.jit(lambda s: pj.masks_from_scores(scores, s, scope="global"))
+  assert int(f(0.5)["w"].sum()) == 8
+  with pytest.raises(Exception, match=r"must be in \[0, 1\)"):
+    jax.block_until_ready(f(bad))

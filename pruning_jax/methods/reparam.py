@@ -96,7 +96,7 @@ def soft_count(params: PyTree, t: PyTree, selection: PyTree, n: int = 4) -> jax.
 
   Example:
     >>> import jax.numpy as jnp
-    >>> float(soft_count({"w": jnp.array([0.0, 10.0])}, jnp.float32(100.0), {"w": True}))
+    >>> round(float(soft_count({"w": jnp.array([0.0, 10.0])}, jnp.float32(100.0), {"w": True})), 6)
     1.0
   """
   h = gates(params, t, selection, n)
