@@ -95,6 +95,11 @@ def call(
           f"config key {where}.{key} is not an argument of {factory.__module__}.{factory.__name__}; it "
           f"takes {accepted} (arguments with 'step' in their name may be given in epochs, e.g. at_epoch)."
         )
+      if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(
+          f"config key {where}.{key} must be a number of epochs (it stands for {target}), got "
+          f"{type(value).__name__} {value!r}."
+        )
       value = int(round(float(value) * steps_per_epoch))
     kwargs[target] = convert(
       target, value, f"{where}.{key}", steps_per_epoch=steps_per_epoch, total_steps=total_steps

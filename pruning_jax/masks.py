@@ -188,25 +188,7 @@ def mask_summary(masks: PyTree, params: PyTree | None = None) -> list[LeafSummar
 
 
 def _check_fraction(value: Any, where: str) -> None:
-  if isinstance(value, (str, bytes)) or value is None or (is_array(value) and np.ndim(value) != 0):
-    raise TypeError(
-      f"sparsity for {where} must be a number in [0, 1), got {type(value).__name__} {value!r}. Fix: pass "
-      "the removed fraction, e.g. 0.9, or a pytree with one fraction per leaf."
-    )
-  v = static_value(value)
-  if v is None:  # traced: checked when it runs (a bad value stops the computation)
-    t = jnp.asarray(value, jnp.float32)
-    validation.check_traced(
-      (t >= 0) & (t < 1),
-      f"sparsity for {where} must be in [0, 1) (the removed fraction); a traced value outside it was passed.",
-    )
-    return
-  v = np.asarray(v, dtype=np.float64)
-  if v.shape != () or not (0.0 <= float(v) < 1.0) or not np.isfinite(v):
-    raise ValueError(
-      f"sparsity for {where} must be a scalar in [0, 1), got {value!r}. Sparsity is the removed "
-      "fraction: 0.9 removes 90% (sparsity 1 would remove every weight)."
-    )
+  validation.fraction(value, f"sparsity for {where}", what="removed fraction (0.9 removes 90%)", traced=True)
 
 
 def _n_remove(s: Any, n_units: int) -> jax.Array:

@@ -15,13 +15,16 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from pruning_jax import validation
+
 Schedule = Callable[[jax.Array | int], jax.Array]
 
 
 def _fraction(value: float, name: str) -> float:
-  if not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
-    raise ValueError(f"{name} must be a sparsity in [0, 1), got {value!r}.")
-  return float(value)
+  v = validation.fraction(value, name, what="sparsity")
+  if v is None:
+    raise TypeError(f"{name} must be a static number (a schedule's shape is fixed when it is built).")
+  return v
 
 
 def _steps(begin: int, end: int) -> None:

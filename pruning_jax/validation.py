@@ -53,7 +53,9 @@ def scalar(value: Any, where: str) -> float | None:
   return None if v is None else float(v)
 
 
-def fraction(value: Any, where: str, *, upper_open: bool = True, what: str = "fraction") -> float | None:
+def fraction(
+  value: Any, where: str, *, upper_open: bool = True, what: str = "fraction", traced: bool = False
+) -> float | None:
   """Checks a static fraction in ``[0, 1)`` (or ``[0, 1]``); returns it, or None when traced.
 
   Args:
@@ -61,9 +63,11 @@ def fraction(value: Any, where: str, *, upper_open: bool = True, what: str = "fr
     where: the argument's name.
     upper_open: exclude 1 (a sparsity of 1 would remove every weight).
     what: what the value means, for the message.
+    traced: a traced value gets the same range check at run time (:func:`check_traced`);
+      without it a traced value is returned unchecked (as None) for the caller to handle.
 
   Returns:
-    The float, or None for a traced value (check it with :func:`check_traced`).
+    The float, or None for a traced value.
 
   Raises:
     TypeError: not a real scalar.
@@ -73,12 +77,17 @@ def fraction(value: Any, where: str, *, upper_open: bool = True, what: str = "fr
     >>> fraction(0.9, "sparsity")
     0.9
   """
+  bound = "[0, 1)" if upper_open else "[0, 1]"
   v = scalar(value, where)
   if v is None:
+    if traced:
+      t = jnp.asarray(value, jnp.float32)
+      check_traced(
+        (t >= 0) & ((t < 1) if upper_open else (t <= 1)),
+        f"{where} must be in {bound} (a {what}); a traced value outside it was passed.",
+      )
     return None
-  ok = np.isfinite(v) and 0.0 <= v and (v < 1.0 if upper_open else v <= 1.0)
-  if not ok:
-    bound = "[0, 1)" if upper_open else "[0, 1]"
+  if not (np.isfinite(v) and 0.0 <= v and (v < 1.0 if upper_open else v <= 1.0)):
     raise ValueError(f"{where} must be a {what} in {bound}, got {v!r}.")
   return v
 

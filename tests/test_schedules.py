@@ -52,3 +52,11 @@ def test_cosine_drop_fraction():
 def test_bad_arguments(make):
   with pytest.raises(ValueError):
     make()
+
+
+def test_numpy_scalars_are_accepted_and_bad_values_named():
+  assert float(schedules.one_shot(np.float32(0.5), at_step=0)(0)) == 0.5
+  with pytest.raises(ValueError, match=r"final_sparsity must be a sparsity in \[0, 1\), got 1.5"):
+    schedules.polynomial(1.5, 0, 10)
+  with pytest.raises(TypeError, match="sparsity must be a real number"):
+    schedules.constant("0.9")

@@ -325,6 +325,14 @@ def test_every_method_builds_from_its_config_by_its_own_signature():
     total_steps=50,
   )
   assert float(schedule(14)) == 0.0 and float(schedule(15)) == pytest.approx(0.9)
+  with pytest.raises(ValueError, match=r"x.at_epoch must be a number of epochs \(it stands for at_step\)"):
+    build.convert(
+      "sparsity",
+      {"schedule": "one_shot", "sparsity": 0.9, "at_epoch": "soon"},
+      "x",
+      steps_per_epoch=1,
+      total_steps=1,
+    )
 
 
 def test_a_lottery_round_prunes_the_trained_weights_and_rewinds_the_kept_ones_bit_for_bit(npz, tmp_path):

@@ -14,15 +14,6 @@ optional pieces the subnetwork papers add around them:
 The forward kernel of a selected leaf is ``rescale * W' * z`` with ``W'`` the (signed-constant)
 weights and ``z`` the estimator's sample; the extracted subnetwork is the same with ``z`` the
 final mask, so any rescale is folded into the returned weights.
-
-Example:
-  >>> import jax, jax.numpy as jnp
-  >>> import pruning_jax as pj
-  >>> params = {"w": jnp.ones((4, 4)), "b": jnp.zeros(4)}
-  >>> pruner = pj.methods.learned_mask(lambda key, m: pj.hard_threshold_ste(m), init=0.1)
-  >>> state = pruner.init(jax.random.key(0), params)
-  >>> pruner.apply(params, state, key=jax.random.key(1), train=True)["w"].sum().item()
-  16.0
 """
 
 from __future__ import annotations
@@ -182,7 +173,7 @@ def learned_mask(
   Returns:
     A :class:`pruning_jax.Pruner`. State: ``variables = {name: tree}`` (plus ``"rescale"``), a
     float array per selected leaf and a 0-d zero elsewhere; ``buffers = {"constant": tree}``
-    with a signed constant (0 on leaves without one), else ``{}``.
+    with a signed constant (a 0-d zero, unused, on leaves without one), else ``{}``.
 
   Raises:
     ValueError: an unknown ``rescale`` or the reserved name ``"rescale"``.
@@ -218,20 +209,23 @@ def learned_mask(
       variables["rescale"] = jax.tree.map(lambda s: jnp.ones((), jnp.float32) * float(s), sel)
     buffers = {}
     if signed_constant is not None:
-      csel = sel if constant_selection is None else constant_selection(params)
       buffers["constant"] = jax.tree.map(
-        lambda p, s, c: (
-          jnp.asarray(signed_constant(p), jnp.float32) if (s and c) else jnp.zeros((), jnp.float32)
-        ),
+        lambda p, c: jnp.asarray(signed_constant(p), jnp.float32) if c else jnp.zeros((), jnp.float32),
         params,
-        sel,
-        csel,
+        constant_leaves(params),
       )
     return PrunerState(variables, buffers)
 
-  def _kernel(p, z, s, c):
-    # c == 0: a leaf without a signed constant keeps its own weights
-    w = p if signed_constant is None else jnp.where(c > 0, jnp.sign(p) * c.astype(p.dtype), p)
+  def constant_leaves(params):
+    """Static bools: the leaves whose forward kernel is ``sign(w) * c``."""
+    sel = sel_lib.resolve(selection, params)
+    if signed_constant is None:
+      return jax.tree.map(lambda _: False, sel)
+    csel = sel if constant_selection is None else constant_selection(params)
+    return jax.tree.map(lambda s, c: bool(s and c), sel, csel)
+
+  def _kernel(p, z, s, c, has_constant):
+    w = jnp.sign(p) * c.astype(p.dtype) if has_constant else p
     w = w * z.astype(p.dtype)
     if rescale == "learned":
       w = s.astype(p.dtype) * w
@@ -243,7 +237,7 @@ def learned_mask(
     v = state.variables
     scale = v["rescale"] if rescale == "learned" else _zeros_like_tree(v[name])
     const = state.buffers.get("constant", _zeros_like_tree(v[name]))
-    return jax.tree.map(fn, params, v[name], scale, const, *extra)
+    return jax.tree.map(fn, params, v[name], scale, const, constant_leaves(params), *extra)
 
   def apply(params, state, *, key=None, train=True):
     sample = train or stochastic_eval
@@ -256,11 +250,11 @@ def learned_mask(
       key = jax.random.key(0)  # a deterministic estimator ignores it
     keys = split_key_like(key, params)
 
-    def leaf(p, m, s, c, k):
+    def leaf(p, m, s, c, has_c, k):
       if m.ndim == 0:
         return p
       z = estimator(k, m) if sample else final_mask(m).astype(jnp.float32)
-      return _kernel(p, z, s, c)
+      return _kernel(p, z, s, c, has_c)
 
     return _leafwise(leaf, params, state, keys)
 
@@ -269,11 +263,11 @@ def learned_mask(
     return jax.tree.map(lambda m: final_mask(m) if m.ndim else jnp.asarray(True), state.variables[name])
 
   def finalize(params, state):
-    def leaf(p, m, s, c):
+    def leaf(p, m, s, c, has_c):
       if m.ndim == 0:
         return p
       keep = final_mask(m)
-      return jnp.where(keep, _kernel(p, keep.astype(jnp.float32), s, c), jnp.zeros((), p.dtype))
+      return jnp.where(keep, _kernel(p, keep.astype(jnp.float32), s, c, has_c), jnp.zeros((), p.dtype))
 
     return _leafwise(leaf, params, state), masks(params, state)
 
