@@ -50,14 +50,14 @@ def layer_gradients(model_name: str, signed_constant: bool, images, labels, samp
   @jax.jit
   def grad(variables, key):
     def loss(v):
-      seen = pruner.apply(params, state._replace(variables=v), key=key, train=True)
+      seen = pruner.apply(params, state._replace(learned=v), key=key, train=True)
       return optax.softmax_cross_entropy_with_integer_labels(
         model.apply({"params": seen}, images), labels
       ).mean()
 
     return jax.grad(loss)(variables)["logits"]
 
-  draws = [grad(state.variables, jax.random.key(100 + i)) for i in range(samples)]
+  draws = [grad(state.learned, jax.random.key(100 + i)) for i in range(samples)]
   mean = jax.tree.map(lambda *g: jnp.mean(jnp.stack(g), 0), *draws)
   out = {}
   for (path, m), one in zip(

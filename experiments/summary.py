@@ -42,10 +42,10 @@ def write_summary(
 ) -> dict[str, Any]:
   counts = pj.count_params(params)
   prunable = [m for m in jax.tree.leaves(masks) if np.ndim(m) > 0]
-  kept, total = pj.count_kept(masks, params) if prunable else (0, 1)
+  kept, total = pj.count_kept(masks, params=params) if prunable else (0, 1)
   sparsity = 1.0 - int(kept) / int(total) if prunable else 0.0
   all_arrays = jax.tree.map(lambda p: pj.tree.is_array(p), params)
-  kept_all, total_all = pj.count_kept(masks, params, selection=all_arrays)
+  kept_all, total_all = pj.count_kept(masks, params=params, selection=all_arrays)
   flops = pj.count_flops(lambda p, x: apply_fn(p, model_state, x, train=False)[0], params, example)
   summary = {
     "study": config.study,

@@ -29,13 +29,14 @@ import subprocess
 import sys
 
 
-def load_config_module(path: str):
+def load_config_module(path: str, *, need_grid: bool = True):
+  """The study config file at ``path`` as a module; a sweep needs its ``grid(name)``."""
   spec = importlib.util.spec_from_file_location("study_config", path)
   if spec is None or spec.loader is None:
     raise FileNotFoundError(f"--config {path!r}: not a Python file.")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  if not hasattr(module, "grid"):
+  if need_grid and not hasattr(module, "grid"):
     raise AttributeError(f"--config {path!r} has no grid(name) function listing its runs.")
   return module
 

@@ -100,11 +100,11 @@ def build_stage(stage, i: int, steps_per_epoch: int) -> Stage:
   where = f"stages[{i}]"
   kw = {"steps_per_epoch": steps_per_epoch, "total_steps": total}
   pruner = build.pruner(stage.pruner, f"{where}.pruner", **kw)
-  variables_tx = {"variables": build.optimizer(stage.get("mask_optimizer"), f"{where}.mask_optimizer", **kw)}
+  learned_tx = {"learned": build.optimizer(stage.get("mask_optimizer"), f"{where}.mask_optimizer", **kw)}
   for label, o in stage.get("variable_optimizers", {}).items():
-    variables_tx[label] = build.optimizer(dict(o), f"{where}.variable_optimizers.{label}", **kw)
+    learned_tx[label] = build.optimizer(dict(o), f"{where}.variable_optimizers.{label}", **kw)
   weights = build.optimizer(stage.optimizer, f"{where}.optimizer", **kw)
-  return Stage(stage, total, pruner, training.optimizer(weights, variables_tx, pruner=pruner))
+  return Stage(stage, total, pruner, training.optimizer(weights, learned_tx, pruner=pruner))
 
 
 def _check_rewind(config) -> None:
@@ -228,7 +228,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       saved = ckpt_lib.load_snapshot(workdir, r.stage, r.step, h.params)
       params = pj.apply_masks(saved, st.pruner.masks(state.params, state.pruner_state))
       state = state._replace(
-        params=params, opt_state=st.tx.init({"params": params, "variables": state.pruner_state.variables})
+        params=params, opt_state=st.tx.init({"params": params, "learned": state.pruner_state.learned})
       )
     return state
 

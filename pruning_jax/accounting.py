@@ -35,7 +35,17 @@ import numpy as np
 from jax.extend import core as jcore
 
 from pruning_jax.masks import apply_masks
-from pruning_jax.tree import PyTree, is_array, leaves_with_paths, path_str
+from pruning_jax.tree import PyTree, is_array, keystr, leaves_with_paths, path_str
+
+__all__ = [
+  "FlopReport",
+  "LayerFlops",
+  "ParamCounts",
+  "count_flops",
+  "count_params",
+  "param_table",
+  "param_use_order",
+]
 
 _COUNTED = ("conv_general_dilated", "dot_general")
 # Primitives that call a sub-jaxpr once with their own operands: evaluated equation by equation.
@@ -56,6 +66,15 @@ _CALLS = frozenset(
 
 
 class LayerFlops(NamedTuple):
+  """One counted conv or dense product.
+
+  Attributes:
+    path: slash path of the weight leaf (``"a+b"`` if several; None when no param is involved).
+    primitive: ``"conv_general_dilated"`` or ``"dot_general"``.
+    macs: dense multiply-accumulates.
+    effective_macs: multiply-accumulates with zero weights skipped.
+  """
+
   path: str | None  # slash path of the weight's param leaf ("a+b" if several; None: not a param)
   primitive: str  # "conv_general_dilated" or "dot_general"
   macs: int  # dense multiply-accumulates
@@ -63,6 +82,15 @@ class LayerFlops(NamedTuple):
 
 
 class FlopReport(NamedTuple):
+  """What :func:`count_flops` measured.
+
+  Attributes:
+    layers: one :class:`LayerFlops` per counted product, in execution order.
+    macs: dense MACs of the whole computation.
+    effective_macs: MACs with zero weights skipped.
+    uncounted: control-flow primitives (e.g. ``while``) whose bodies were not inspected.
+  """
+
   layers: list[LayerFlops]
   macs: int
   effective_macs: int
@@ -166,6 +194,17 @@ def _eval(jaxpr: jcore.Jaxpr, consts, args: list[_Val], names: list[str], acc: d
   return [read(v) for v in jaxpr.outvars]
 
 
+def _require_concrete(tree: PyTree, name: str, fn: str) -> None:
+  """Counting reads values (which weights are zero) on the host, so it cannot run on tracers."""
+  for path, leaf in leaves_with_paths(tree):
+    if isinstance(leaf, jax.core.Tracer):
+      raise ValueError(
+        f"{fn}: {name} at {keystr(path)} is traced (called under jit, grad or vmap), but counting "
+        "reads which weights are zero, on the host. Fix: call it outside the jitted function, on "
+        "the params and masks it returns."
+      )
+
+
 def _concrete(x):
   return jnp.zeros(x.shape, x.dtype) if isinstance(x, jax.ShapeDtypeStruct) else jnp.asarray(x)
 
@@ -184,8 +223,20 @@ def count_flops(
 
   Returns:
     A :class:`FlopReport`; ``layers`` are in execution order.
+
+  Raises:
+    ValueError: traced params or masks (count outside jit).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> params = {"w": jnp.array([[1.0, 0.0, 2.0], [0.0, 0.0, 3.0]])}
+    >>> r = count_flops(lambda p, x: x @ p["w"], params, jnp.ones((4, 2)))
+    >>> r.macs, r.effective_macs  # batch 4 x 2 x 3, and 4 x 3 non-zero weights
+    (24, 12)
   """
+  _require_concrete(params, "params", "count_flops")
   if masks is not None:
+    _require_concrete(masks, "masks", "count_flops")
     params = apply_masks(params, masks)
   inputs = tuple(jax.tree.map(_concrete, x) for x in inputs)
   p_leaves, p_def = jax.tree_util.tree_flatten(params)
@@ -214,8 +265,28 @@ def count_flops(
 
 
 def param_use_order(apply_fn: Callable[..., Any], params: PyTree, *inputs: Any) -> list[str]:
-  """Slash paths of the weight leaves in the order the computation uses them (first conv/dense
-  layer first); for :func:`pruning_jax.selection.exclude_first` / ``exclude_last``."""
+  """Slash paths of the weight leaves in the order the computation uses them.
+
+  For :func:`pruning_jax.selection.exclude_first` / ``exclude_last`` where names do not sort
+  in layer order.
+
+  Args:
+    apply_fn: ``(params, *inputs) -> outputs``.
+    params: concrete parameters.
+    *inputs: example inputs.
+
+  Returns:
+    Slash paths, first conv/dense layer first.
+
+  Raises:
+    ValueError: traced params.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> params = {"z_first": jnp.ones((2, 3)), "a_last": jnp.ones((3, 1))}
+    >>> param_use_order(lambda p, x: x @ p["z_first"] @ p["a_last"], params, jnp.ones((1, 2)))
+    ['z_first', 'a_last']
+  """
   order: list[str] = []
   for layer in count_flops(apply_fn, params, *inputs).layers:
     for name in (layer.path or "").split("+"):
@@ -225,6 +296,13 @@ def param_use_order(apply_fn: Callable[..., Any], params: PyTree, *inputs: Any) 
 
 
 class ParamCounts(NamedTuple):
+  """Parameter counts of :func:`count_params`.
+
+  Attributes:
+    total: every array entry.
+    nonzero: entries that are not zero.
+  """
+
   total: int
   nonzero: int
 
@@ -235,8 +313,26 @@ class ParamCounts(NamedTuple):
 
 
 def count_params(params: PyTree, masks: PyTree | None = None) -> ParamCounts:
-  """Total and non-zero parameter counts over every array leaf (after ``masks`` if given)."""
+  """Total and non-zero parameter counts over every array leaf (after ``masks`` if given).
+
+  Args:
+    params: concrete parameters.
+    masks: optional masks, applied first.
+
+  Returns:
+    A :class:`ParamCounts`.
+
+  Raises:
+    ValueError: traced params or masks (count outside jit).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> count_params({"w": jnp.array([[1.0, 0.0], [2.0, 3.0]]), "b": jnp.zeros(2)})
+    ParamCounts(total=6, nonzero=3)
+  """
+  _require_concrete(params, "params", "count_params")
   if masks is not None:
+    _require_concrete(masks, "masks", "count_params")
     params = apply_masks(params, masks)
   arrays = [x for x in jax.tree.leaves(params) if is_array(x)]
   total = sum(int(np.prod(x.shape, dtype=np.int64)) for x in arrays)
@@ -245,8 +341,26 @@ def count_params(params: PyTree, masks: PyTree | None = None) -> ParamCounts:
 
 
 def param_table(params: PyTree, masks: PyTree | None = None) -> list[tuple[str, tuple[int, ...], int, int]]:
-  """Per-leaf ``(slash path, shape, total, nonzero)`` for every array leaf."""
+  """Per-leaf ``(slash path, shape, total, nonzero)`` for every array leaf.
+
+  Args:
+    params: concrete parameters.
+    masks: optional masks, applied first.
+
+  Returns:
+    A list of ``(path, shape, total, nonzero)``.
+
+  Raises:
+    ValueError: traced params or masks (count outside jit).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> param_table({"w": jnp.array([[1.0, 0.0], [2.0, 3.0]])})
+    [('w', (2, 2), 4, 3)]
+  """
+  _require_concrete(params, "params", "param_table")
   if masks is not None:
+    _require_concrete(masks, "masks", "param_table")
     params = apply_masks(params, masks)
   return [
     (path_str(p), tuple(x.shape), int(np.prod(x.shape, dtype=np.int64)), int(jnp.count_nonzero(x)))

@@ -30,6 +30,8 @@ from pruning_jax.tree import PyTree, is_array, keystr, leaves_with_paths
 
 DISTRIBUTIONS = ("uniform", "erk", "global")
 
+__all__ = ["DISTRIBUTIONS", "erk", "erk_raw_density", "resolve", "uniform"]
+
 
 def _check(sparsity: Any) -> float:
   s = validation.fraction(sparsity, "sparsity", what="removed fraction")
@@ -39,7 +41,25 @@ def _check(sparsity: Any) -> float:
 
 
 def uniform(params: PyTree, sparsity: float, *, selection: PyTree | None = None) -> PyTree:
-  """Every selected leaf gets ``sparsity``."""
+  """Uniform allocation: every selected leaf gets ``sparsity``.
+
+  Args:
+    params: the parameter pytree.
+    sparsity: removed fraction in [0, 1), static.
+    selection: bool pytree of prunable leaves; default :func:`pruning_jax.selection.select`.
+
+  Returns:
+    A pytree of Python floats: ``sparsity`` on selected leaves, 0.0 elsewhere.
+
+  Raises:
+    ValueError: sparsity outside [0, 1), or an empty selection.
+    TypeError: a traced sparsity.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> uniform({"w": jnp.ones((4, 4)), "b": jnp.ones(4)}, 0.5)
+    {'b': 0.0, 'w': 0.5}
+  """
   s = _check(sparsity)
   if selection is None:
     selection = sel_lib.select(params)
@@ -48,8 +68,22 @@ def uniform(params: PyTree, sparsity: float, *, selection: PyTree | None = None)
 
 
 def erk_raw_density(shape: tuple[int, ...], power_scale: float = 1.0) -> float:
-  """ERK's un-normalized density ``(sum of dims / product of dims) ** power_scale`` (for a conv
-  kernel ``(h + w + c_in + c_out) / (h w c_in c_out)``; Erdos-Renyi for a dense kernel)."""
+  """ERK's un-normalized density ``raw = (sum of dims / product of dims) ** power_scale``.
+
+  For a conv kernel this is ``(h + w + c_in + c_out) / (h w c_in c_out)``, for a dense kernel
+  Erdos-Renyi's ``(n_in + n_out) / (n_in n_out)``.
+
+  Args:
+    shape: the leaf's shape.
+    power_scale: exponent (1 in Evci et al.; 0 gives the uniform allocation).
+
+  Returns:
+    The raw density, a float.
+
+  Example:
+    >>> erk_raw_density((10, 10))
+    0.2
+  """
   return (sum(shape) / math.prod(shape)) ** power_scale
 
 
@@ -58,13 +92,31 @@ def erk(
 ) -> PyTree:
   """Erdos-Renyi-Kernel allocation (Evci et al., ICML 2020).
 
-  Density of leaf l is ``eps * raw_l`` with one ``eps`` for the whole net, chosen so the global
-  kept count is ``N - round(s N)``. A leaf whose density would exceed 1 is made dense and the
-  budget is re-solved over the others (repeat until none exceeds 1). Removal counts are then
-  rounded by largest remainder so they sum exactly to ``round(s N)``.
+  The density of leaf l is ``d_l = eps * raw_l`` (:func:`erk_raw_density`) with one ``eps`` for
+  the whole net, chosen so that ``sum_l d_l n_l = N - round(s N)`` (n_l weights in leaf l, N in
+  all). A leaf whose density would exceed 1 is made dense and ``eps`` re-solved over the others
+  (repeated until none exceeds 1). Removal counts are rounded by largest remainder so that they
+  sum to exactly ``round(s N)``, and every leaf keeps at least one weight.
+
+  Args:
+    params: the parameter pytree.
+    sparsity: global removed fraction in [0, 1), static.
+    selection: bool pytree of prunable leaves; default :func:`pruning_jax.selection.select`.
+    power_scale: ERK's exponent.
+
+  Returns:
+    A pytree of Python floats (removed fraction per leaf, 0.0 on unselected leaves).
 
   Raises:
-    ValueError: sparsity outside [0, 1) or an empty selection.
+    ValueError: sparsity outside [0, 1), an empty selection, or a sparsity that would leave a
+      layer without weights.
+    TypeError: a traced sparsity.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> alloc = erk({"big": jnp.ones((100, 100)), "small": jnp.ones((10, 10))}, 0.9)
+    >>> alloc["small"] < 0.9 < alloc["big"]
+    True
   """
   s = _check(sparsity)
   if selection is None:
@@ -119,9 +171,26 @@ def _largest_remainder(ideal: np.ndarray, total: int, caps: np.ndarray) -> np.nd
 def resolve(
   name: str, params: PyTree, sparsity: float, *, selection: PyTree | None = None
 ) -> tuple[Any, str]:
-  """``(sparsity, scope)`` for :func:`pruning_jax.masks_from_scores` from a distribution name:
-  ``"uniform"`` and ``"erk"`` give a per-leaf tree with ``scope="layer"``; ``"global"`` gives
-  the scalar with ``scope="global"``."""
+  """``(sparsity, scope)`` for :func:`pruning_jax.masks_from_scores` from a distribution name.
+
+  Args:
+    name: ``"uniform"`` or ``"erk"`` (a per-leaf tree with ``scope="layer"``) or ``"global"``
+      (the scalar with ``scope="global"``).
+    params: the parameter pytree.
+    sparsity: removed fraction in [0, 1), static.
+    selection: bool pytree of prunable leaves.
+
+  Returns:
+    ``(sparsity, scope)``.
+
+  Raises:
+    ValueError: an unknown name, or what :func:`uniform` / :func:`erk` raise.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> resolve("global", {"w": jnp.ones((2, 2))}, 0.5)
+    (0.5, 'global')
+  """
   if name == "uniform":
     return uniform(params, sparsity, selection=selection), "layer"
   if name == "erk":

@@ -20,6 +20,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from pruning_jax import validation
 from pruning_jax.thresholds import removal_keep_masks
 from pruning_jax.tree import static_value
 
@@ -27,14 +28,33 @@ from pruning_jax.tree import static_value
 REPARAM_C2 = math.exp(-1.0)
 REPARAM_C1 = 1.0 / (1.0 - REPARAM_C2)
 
+__all__ = [
+  "REPARAM_C1",
+  "REPARAM_C2",
+  "aslp_sample",
+  "bernoulli_ste",
+  "gumbel_sigmoid",
+  "gumbel_softmax",
+  "hard_concrete",
+  "hard_concrete_l0",
+  "hard_concrete_mean",
+  "hard_threshold_ste",
+  "reparam_gate",
+  "straight_through",
+  "topk_ste",
+]
+
 
 def _check_temperature(temperature, name: str = "temperature") -> None:
-  v = static_value(temperature)
-  if v is not None and not float(v) > 0:
-    raise ValueError(
-      f"{name} must be > 0, got {float(v)!r}. Fix: pass a positive temperature (1.0 is the "
-      "papers' default; smaller values make samples harder)."
-    )
+  """A static temperature must be > 0 now; a traced one is checked at run time (0 would
+  divide by zero and give NaN gradients)."""
+  fix = "Fix: pass a positive temperature (1.0 is the papers' default; smaller values make samples harder)."
+  v = validation.scalar(temperature, name)
+  if v is None:
+    t = jnp.asarray(temperature, jnp.float32)
+    validation.check_traced(t > 0, f"{name} must be > 0; a traced value <= 0 (or NaN) was passed. {fix}")
+  elif not v > 0:
+    raise ValueError(f"{name} must be > 0, got {v!r}. {fix}")
 
 
 def _check_float(x: jax.Array, name: str) -> None:
@@ -43,13 +63,46 @@ def _check_float(x: jax.Array, name: str) -> None:
 
 
 def straight_through(hard: jax.Array, soft: jax.Array) -> jax.Array:
-  """Forward value ``hard`` (exactly), gradient of ``soft``."""
+  """The straight-through combination: forward value ``hard`` (exactly), gradient of ``soft``.
+
+  Written ``hard + (soft - stop_gradient(soft))``.
+
+  Args:
+    hard: the forward value (bool or float).
+    soft: the differentiable surrogate, same shape.
+
+  Returns:
+    ``hard`` in ``soft``'s dtype, with ``soft``'s gradient.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> f = lambda x: straight_through(x > 0, jax.nn.sigmoid(x)).sum()
+    >>> f(jnp.array([1.0, -1.0])).item(), jax.grad(f)(jnp.zeros(1)).tolist()
+    (1.0, [0.25])
+  """
   soft = jnp.asarray(soft)
   return hard.astype(soft.dtype) + (soft - jax.lax.stop_gradient(soft))
 
 
 def hard_threshold_ste(scores: jax.Array, threshold: float | jax.Array = 0.0) -> jax.Array:
   """``1[scores > threshold]`` forward; the gradient passes straight to ``scores`` (identity).
+
+  Args:
+    scores: float scores.
+    threshold: the cut, a number or a traced scalar.
+
+  Returns:
+    The 0/1 mask in ``scores``' dtype.
+
+  Raises:
+    TypeError: non-floating scores.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> hard_threshold_ste(jnp.array([0.5, -0.5])).tolist()
+    [1.0, 0.0]
+    >>> jax.grad(lambda s: (hard_threshold_ste(s) * 3.0).sum())(jnp.zeros(2)).tolist()
+    [3.0, 3.0]
 
   References:
     Bengio et al., "Estimating or Propagating Gradients Through Stochastic Neurons", 2013.
@@ -63,6 +116,22 @@ def topk_ste(scores: jax.Array, keep_fraction: float | jax.Array) -> jax.Array:
   (ties: earlier index kept), forward 0/1, gradient straight through to ``|scores|`` (so
   ``sign(scores)`` times the mask's gradient reaches ``scores``, as in the reference code, which
   ranks ``scores.abs()``: a negative score grows in magnitude when its weight should be kept).
+
+  Args:
+    scores: float scores of one layer.
+    keep_fraction: k in (0, 1], static or traced.
+
+  Returns:
+    The 0/1 mask in ``scores``' dtype.
+
+  Raises:
+    ValueError: a static k outside (0, 1].
+    TypeError: non-floating scores.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> topk_ste(jnp.array([0.1, -3.0, 2.0, 0.5]), 0.5).tolist()
+    [0.0, 1.0, 1.0, 0.0]
 
   References:
     Ramanujan et al., "What's Hidden in a Randomly Weighted Neural Network?", CVPR 2020.
@@ -84,9 +153,25 @@ def topk_ste(scores: jax.Array, keep_fraction: float | jax.Array) -> jax.Array:
 def bernoulli_ste(key: jax.Array, logits: jax.Array) -> jax.Array:
   """Supermask: ``z ~ Bernoulli(sigmoid(logits))`` forward, gradient of ``sigmoid(logits)``.
 
+  Args:
+    key: PRNG key.
+    logits: float mask logits.
+
+  Returns:
+    The sampled 0/1 mask in ``logits``' dtype.
+
+  Raises:
+    TypeError: a bad key or non-floating logits.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> bernoulli_ste(jax.random.key(0), jnp.array([30.0, -30.0])).tolist()
+    [1.0, 0.0]
+
   References:
     Zhou et al., "Deconstructing Lottery Tickets: Zeros, Signs, and the Supermask", NeurIPS 2019.
   """
+  validation.prng_key(key, "bernoulli_ste: key")
   _check_float(logits, "logits")
   p = jax.nn.sigmoid(logits)
   u = jax.random.uniform(key, logits.shape, jnp.float32)
@@ -110,10 +195,30 @@ def gumbel_sigmoid(
   With ``hard=True`` the forward value is ``1[logits + L > 0]`` and the gradient that of the
   relaxed sample (straight-through Gumbel-sigmoid).
 
+  Args:
+    key: PRNG key.
+    logits: float logits.
+    temperature: tau > 0 (static, or traced and checked at run time).
+    hard: return the straight-through 0/1 sample.
+
+  Returns:
+    The sample, in ``logits``' dtype.
+
+  Raises:
+    TypeError: a bad key or non-floating logits.
+    ValueError: a temperature <= 0.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> y = gumbel_sigmoid(jax.random.key(0), jnp.zeros(3), 0.5)
+    >>> bool(((y > 0) & (y < 1)).all())
+    True
+
   References:
     Maddison et al., "The Concrete Distribution", ICLR 2017; Jang et al., "Categorical
     Reparameterization with Gumbel-Softmax", ICLR 2017.
   """
+  validation.prng_key(key, "gumbel_sigmoid: key")
   _check_float(logits, "logits")
   _check_temperature(temperature)
   z = logits + _logistic(key, logits.shape, logits.dtype)
@@ -134,9 +239,30 @@ def gumbel_softmax(
   With ``hard=True`` the forward value is the one-hot of the argmax (first index wins ties)
   and the gradient that of the softmax.
 
+  Args:
+    key: PRNG key.
+    logits: float logits.
+    temperature: tau > 0 (static, or traced and checked at run time).
+    axis: the category axis.
+    hard: return the straight-through one-hot sample.
+
+  Returns:
+    The sample, in ``logits``' dtype; it sums to 1 along ``axis``.
+
+  Raises:
+    TypeError: a bad key or non-floating logits.
+    ValueError: a temperature <= 0.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> y = gumbel_softmax(jax.random.key(0), jnp.zeros((2, 3)), hard=True)
+    >>> y.sum(axis=-1).tolist()
+    [1.0, 1.0]
+
   References:
     Jang et al., ICLR 2017; Maddison et al., ICLR 2017.
   """
+  validation.prng_key(key, "gumbel_softmax: key")
   _check_float(logits, "logits")
   _check_temperature(temperature)
   z = logits + jax.random.gumbel(key, logits.shape, jnp.float32).astype(logits.dtype)
@@ -162,6 +288,18 @@ def aslp_sample(key: jax.Array, m: jax.Array, temperature: float | jax.Array = 1
     m: mask logits, any float dtype.
     temperature: tau > 0.
 
+  Returns:
+    The 0/1 keep mask in ``m``'s dtype, with the gradient above.
+
+  Raises:
+    TypeError: a bad key or non-floating logits.
+    ValueError: a temperature <= 0.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> aslp_sample(jax.random.key(0), jnp.array([40.0, -40.0])).tolist()
+    [1.0, 0.0]
+
   References:
     Dupont et al., "Extracting Effective Subnetworks with Gumbel-Softmax", ICIP 2022.
   """
@@ -178,9 +316,29 @@ def hard_concrete(
   """Hard-concrete gate sample ``min(1, max(0, sigmoid((log u - log(1-u) + log_alpha) / beta)
   * (zeta - gamma) + gamma))``, ``u ~ U(0, 1)``: exact zeros and ones with non-zero probability.
 
+  Args:
+    key: PRNG key.
+    log_alpha: float gate log-odds.
+    beta: the temperature, > 0 (2/3 in the paper).
+    gamma: the stretch's lower end, < 0.
+    zeta: the stretch's upper end, > 1.
+
+  Returns:
+    Gates in [0, 1], in ``log_alpha``'s dtype.
+
+  Raises:
+    TypeError: a bad key or non-floating log_alpha.
+    ValueError: ``beta <= 0``, or not ``gamma < 0 < 1 < zeta``.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> hard_concrete(jax.random.key(0), jnp.array([20.0, -20.0])).tolist()
+    [1.0, 0.0]
+
   References:
     Louizos et al., "Learning Sparse Neural Networks through L0 Regularization", ICLR 2018.
   """
+  validation.prng_key(key, "hard_concrete: key")
   _check_float(log_alpha, "log_alpha")
   _check_temperature(beta, "beta")
   if not gamma < 0 < 1 < zeta:
@@ -190,7 +348,24 @@ def hard_concrete(
 
 
 def hard_concrete_mean(log_alpha: jax.Array, gamma: float = -0.1, zeta: float = 1.1) -> jax.Array:
-  """The deterministic test-time gate ``min(1, max(0, sigmoid(log_alpha) (zeta - gamma) + gamma))``."""
+  """The deterministic test-time gate ``min(1, max(0, sigmoid(log_alpha) (zeta - gamma) + gamma))``.
+
+  Args:
+    log_alpha: float gate log-odds.
+    gamma: the stretch's lower end.
+    zeta: the stretch's upper end.
+
+  Returns:
+    Gates in [0, 1].
+
+  Raises:
+    TypeError: non-floating log_alpha.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> hard_concrete_mean(jnp.array([0.0, 10.0, -10.0])).tolist()
+    [0.5, 1.0, 0.0]
+  """
   _check_float(log_alpha, "log_alpha")
   return jnp.clip(jax.nn.sigmoid(log_alpha) * (zeta - gamma) + gamma, 0.0, 1.0)
 
@@ -198,7 +373,28 @@ def hard_concrete_mean(log_alpha: jax.Array, gamma: float = -0.1, zeta: float = 
 def hard_concrete_l0(
   log_alpha: jax.Array, beta: float = 2.0 / 3.0, gamma: float = -0.1, zeta: float = 1.1
 ) -> jax.Array:
-  """Expected L0 norm per gate, ``P(z != 0) = sigmoid(log_alpha - beta log(-gamma / zeta))``."""
+  """Expected L0 norm per gate, ``P(z != 0) = sigmoid(log_alpha - beta log(-gamma / zeta))``.
+
+  Summed over gates and scaled by lambda this is Louizos et al.'s penalty.
+
+  Args:
+    log_alpha: float gate log-odds.
+    beta: the temperature, > 0.
+    gamma: the stretch's lower end.
+    zeta: the stretch's upper end.
+
+  Returns:
+    ``P(gate != 0)`` per gate.
+
+  Raises:
+    TypeError: non-floating log_alpha.
+    ValueError: ``beta <= 0``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> round(float(hard_concrete_l0(jnp.float32(0.0))), 4)  # sigmoid(2/3 log 11)
+    0.8318
+  """
   _check_float(log_alpha, "log_alpha")
   _check_temperature(beta, "beta")
   return jax.nn.sigmoid(log_alpha - beta * math.log(-gamma / zeta))
@@ -213,11 +409,24 @@ def reparam_gate(w: jax.Array, t: float | jax.Array = 100.0, n: int = 4) -> jax.
   literal form subtracts two numbers near 1/e and rounds every ``|t w| < ~0.013`` to exactly 0
   in float32, which would tie most small weights at the hard prune.
 
+  Args:
+    w: float weights.
+    t: the temperature (per layer or one for the net), > 0.
+    n: the exponent, a positive integer (4 in the paper).
+
+  Returns:
+    ``h_t(w)`` in [0, 1), elementwise.
+
+  Raises:
+    TypeError: non-floating weights.
+    ValueError: ``n`` not a positive integer.
+
+  Example:
+    >>> round(float(reparam_gate(jnp.float32(0.01))), 3)
+    0.378
+
   References:
     Dupont et al., "Weight Reparametrization for Budget-Aware Network Pruning", ICIP 2021.
-
-  >>> round(float(reparam_gate(jnp.float32(0.01))), 3)
-  0.378
   """
   _check_float(w, "w")
   if not (isinstance(n, int) and n > 0):

@@ -2,6 +2,8 @@
 
 A mask has exactly the params' structure. A selected leaf holds a ``bool`` array of the
 param's shape (or a shape that broadcasts to it); an unselected leaf holds a 0-d ``True``.
+Functions that take both trees take them as ``(params, masks)``; the counting functions, where
+params are optional, take them as the keyword ``params=``.
 
 Example:
   >>> import jax, jax.numpy as jnp
@@ -42,7 +44,24 @@ NORMALIZATIONS = (None, "l1", "l2", "max", "mean")
 
 
 def init_masks(params: PyTree, selection: PyTree | None = None) -> PyTree:
-  """All-kept masks: ``ones(shape, bool)`` on selected leaves, 0-d True elsewhere."""
+  """All-kept masks: ``ones(shape, bool)`` on selected leaves, 0-d True elsewhere.
+
+  Args:
+    params: the parameter pytree.
+    selection: bool pytree of prunable leaves; default :func:`pruning_jax.selection.select`.
+
+  Returns:
+    A mask pytree with the params' structure.
+
+  Raises:
+    ValueError: a selection that does not fit the params, or selects nothing.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> m = init_masks({"w": jnp.ones((2, 2)), "b": jnp.ones(2)})
+    >>> m["w"].shape, m["b"].shape
+    ((2, 2), ())
+  """
   if selection is None:
     selection = sel_lib.select(params)
   sel_lib.validate(params, selection)
@@ -68,7 +87,25 @@ def _check_leaf(path, p, m) -> str | None:
 
 
 def check_masks(params: PyTree, masks: PyTree) -> None:
-  """Raises ValueError listing every leaf path where ``masks`` does not fit ``params``."""
+  """Raises ValueError listing every leaf path where ``masks`` does not fit ``params``.
+
+  Args:
+    params: the parameter pytree.
+    masks: the mask pytree.
+
+  Raises:
+    ValueError: a structure mismatch, a non-bool mask, or a mask that does not broadcast to
+      its param; every bad leaf is named.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> check_masks({"w": jnp.ones(2)}, {"w": jnp.ones(2, bool)})
+    >>> try:
+    ...   check_masks({"w": jnp.ones(2)}, {"w": jnp.ones(2)})
+    ... except ValueError as e:
+    ...   print(str(e).splitlines()[1])
+      ['w']: mask dtype is float32, expected bool
+  """
   check_structure(params, masks, names=("params", "masks"))
   problems = [
     msg
@@ -84,8 +121,26 @@ def check_masks(params: PyTree, masks: PyTree) -> None:
 
 
 def apply_masks(params: PyTree, masks: PyTree) -> PyTree:
-  """``params`` with removed entries set to zero; dtypes (bfloat16 too) and non-array leaves
-  are left as they are. Gradients flow to kept entries only."""
+  """``params`` with removed entries set to zero.
+
+  Dtypes (bfloat16 too) and non-array leaves are left as they are; gradients flow to kept
+  entries only.
+
+  Args:
+    params: the parameter pytree.
+    masks: the mask pytree (:func:`check_masks`).
+
+  Returns:
+    The masked params.
+
+  Raises:
+    ValueError: masks that do not fit the params.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> apply_masks({"w": jnp.array([1.0, 2.0])}, {"w": jnp.array([False, True])})["w"].tolist()
+    [0.0, 2.0]
+  """
   check_masks(params, masks)
 
   def apply(p, m):
@@ -120,51 +175,169 @@ def _counted_leaves(masks, params, selection):
   return out
 
 
-def count_kept(
-  masks: PyTree, params: PyTree | None = None, *, selection: PyTree | None = None
-) -> tuple[jax.Array, jax.Array]:
-  """(kept, total) number of weights over the counted leaves.
+_INT32_MAX = np.iinfo(np.int32).max
 
-  Counted leaves are those of ``selection`` when given, else every leaf whose mask is not 0-d
-  (the selected ones). Pass ``params`` when masks are broadcast (structured) shapes, so each
-  mask entry counts for the weights it covers; pass ``selection=all True`` with ``params`` to
-  count over all parameters.
-  """
+
+def _leaf_count(full: jax.Array, removed: bool) -> jax.Array:
+  """Kept (or removed) entries of one leaf as float32, from exact integer counts (in rows of
+  at most 2**31 - 1 where one int32 sum would overflow), so a few removed weights of a huge
+  leaf are not lost to float rounding."""
+  dtype = jnp.int64 if jax.config.jax_enable_x64 else jnp.int32
+  if full.size <= _INT32_MAX or dtype == jnp.int64:
+    rows = [full.reshape(1, -1)]
+  elif full.ndim > 1 and full.size // full.shape[0] <= _INT32_MAX:
+    rows = [full.reshape(full.shape[0], -1)]
+  else:
+    flat, chunk = full.reshape(-1), 2**30
+    q = flat.size // chunk
+    rows = [flat[: q * chunk].reshape(q, chunk), flat[q * chunk :].reshape(1, -1)]
+  out = jnp.zeros((), jnp.float32)
+  for r in rows:
+    count = jnp.sum(r, axis=1, dtype=dtype)
+    out = out + jnp.sum((r.shape[1] - count if removed else count).astype(jnp.float32))
+  return out
+
+
+def _broadcast_leaves(masks, params, selection):
   leaves = _counted_leaves(masks, params, selection)
   if not leaves:
     raise ValueError(
       "No leaf is counted: every mask is 0-d (unselected). Fix: pass selection= or masks that "
       "select at least one leaf."
     )
-  kept = jnp.zeros((), jnp.int32)
-  total = 0
+  out = []
   for path, m, shape in leaves:
     try:
-      full = jnp.broadcast_to(m, shape)
+      out.append((path, jnp.broadcast_to(m, shape), shape))
     except ValueError as e:
       raise ValueError(
         f"mask at {keystr(path)} has shape {np.shape(m)} which does not broadcast to {shape}. "
         "Fix: pass params= so broadcast (structured) masks are counted per weight."
       ) from e
-    kept = kept + jnp.sum(full, dtype=jnp.int32)
-    total += int(np.prod(shape, dtype=np.int64))
-  return kept, jnp.asarray(total, jnp.int32)
+  return out
 
 
-def density(masks: PyTree, params: PyTree | None = None, *, selection: PyTree | None = None) -> jax.Array:
-  """Kept fraction of the counted weights (see :func:`count_kept`)."""
-  kept, total = count_kept(masks, params, selection=selection)
-  return kept / total
+def count_kept(
+  masks: PyTree, *, params: PyTree | None = None, selection: PyTree | None = None
+) -> tuple[jax.Array, jax.Array]:
+  """(kept, total) number of weights over the counted leaves, exactly.
+
+  Counted leaves are those of ``selection`` when given, else every leaf whose mask is not 0-d
+  (the selected ones). Pass ``params`` when masks are broadcast (structured) shapes, so each
+  mask entry counts for the weights it covers; pass ``selection=all True`` with ``params`` to
+  count over all parameters.
+
+  Counts are int32 while the total fits (up to 2**31 - 1 weights). Above that they are int64:
+  with ``jax_enable_x64`` anywhere, and without it for concrete masks (counted on the host as
+  NumPy int64); traced masks of such a model without x64 cannot be counted exactly and raise
+  (:func:`density` and :func:`sparsity` work there without x64).
+
+  Args:
+    masks: a mask pytree.
+    params: the params, to count broadcast masks per weight (optional).
+    selection: bool pytree of the leaves to count (optional).
+
+  Returns:
+    ``(kept, total)`` as 0-d integer arrays.
+
+  Raises:
+    ValueError: nothing counted, a mask that does not broadcast to its param, or a traced count
+      above 2**31 - 1 without x64.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import pruning_jax as pj
+    >>> masks = {"w": jnp.array([[True, False], [True, True]]), "b": jnp.asarray(True)}
+    >>> [int(c) for c in pj.count_kept(masks)]
+    [3, 4]
+  """
+  leaves = _broadcast_leaves(masks, params, selection)
+  total = sum(int(np.prod(shape, dtype=np.int64)) for _, _, shape in leaves)
+  if total <= _INT32_MAX:
+    kept = sum(jnp.sum(full, dtype=jnp.int32) for _, full, _ in leaves)
+    return jnp.asarray(kept, jnp.int32), jnp.asarray(total, jnp.int32)
+  if jax.config.jax_enable_x64:
+    kept = sum(jnp.sum(full, dtype=jnp.int64) for _, full, _ in leaves)
+    return jnp.asarray(kept, jnp.int64), jnp.asarray(total, jnp.int64)
+  concrete = [static_value(full) for _, full, _ in leaves]
+  if any(c is None for c in concrete):
+    raise ValueError(
+      f"count_kept: {total} weights exceed int32 and the masks are traced, so the count cannot "
+      "be exact without 64-bit integers. Fix: set jax.config.update('jax_enable_x64', True), "
+      "count outside jit, or use pj.density / pj.sparsity, which need no exact count."
+    )
+  kept = sum(np.sum(np.asarray(c), dtype=np.int64) for c in concrete)
+  return np.int64(kept), np.int64(total)
 
 
-def sparsity(masks: PyTree, params: PyTree | None = None, *, selection: PyTree | None = None) -> jax.Array:
-  """Removed fraction of the counted weights (see :func:`count_kept`)."""
-  kept, total = count_kept(masks, params, selection=selection)
-  return (total - kept) / total
+def _fraction(masks, params, selection, *, removed: bool) -> jax.Array:
+  """Kept (or removed) count over the total. Up to int32 the count is exact; above it the
+  per-leaf counts are summed in float32, so a model of any size needs no x64."""
+  leaves = _broadcast_leaves(masks, params, selection)
+  total = sum(int(np.prod(shape, dtype=np.int64)) for _, _, shape in leaves)
+  if total <= _INT32_MAX:
+    kept = sum(jnp.sum(full, dtype=jnp.int32) for _, full, _ in leaves)
+    return ((total - kept) if removed else kept) / total
+  return sum(_leaf_count(full, removed) for _, full, _ in leaves) / jnp.float32(total)
+
+
+def density(masks: PyTree, *, params: PyTree | None = None, selection: PyTree | None = None) -> jax.Array:
+  """Kept fraction of the counted weights (see :func:`count_kept`), for any model size.
+
+  Args:
+    masks: a mask pytree.
+    params: the params, to count broadcast masks per weight (optional).
+    selection: bool pytree of the leaves to count (optional).
+
+  Returns:
+    A 0-d float array in [0, 1].
+
+  Raises:
+    ValueError: as :func:`count_kept`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import pruning_jax as pj
+    >>> float(pj.density({"w": jnp.array([True, False, True, True])}))
+    0.75
+  """
+  return _fraction(masks, params, selection, removed=False)
+
+
+def sparsity(masks: PyTree, *, params: PyTree | None = None, selection: PyTree | None = None) -> jax.Array:
+  """Removed fraction of the counted weights (see :func:`count_kept`), for any model size.
+
+  Args:
+    masks: a mask pytree.
+    params: the params, to count broadcast masks per weight (optional).
+    selection: bool pytree of the leaves to count (optional).
+
+  Returns:
+    A 0-d float array in [0, 1].
+
+  Raises:
+    ValueError: as :func:`count_kept`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import pruning_jax as pj
+    >>> float(pj.sparsity({"w": jnp.array([True, False, True, True])}))
+    0.25
+  """
+  return _fraction(masks, params, selection, removed=True)
 
 
 class LeafSummary(NamedTuple):
-  path: str  # slash path, as selection regexes see it
+  """One row of :func:`mask_summary`.
+
+  Attributes:
+    path: slash path, as selection regexes see it.
+    shape: the leaf's shape.
+    kept: kept weights.
+    total: all weights.
+  """
+
+  path: str
   shape: tuple[int, ...]
   kept: int
   total: int
@@ -174,9 +347,22 @@ class LeafSummary(NamedTuple):
     return self.kept / self.total if self.total else 1.0
 
 
-def mask_summary(masks: PyTree, params: PyTree | None = None) -> list[LeafSummary]:
-  """Host-side per-leaf table of every leaf: (path, shape, kept, total). Unselected leaves
-  (0-d True masks) count as fully kept when ``params`` is given, and are skipped otherwise."""
+def mask_summary(masks: PyTree, *, params: PyTree | None = None) -> list[LeafSummary]:
+  """Host-side per-leaf table: (path, shape, kept, total) with exact int counts.
+
+  Args:
+    masks: the mask pytree.
+    params: when given, every array leaf is listed (unselected ones as fully kept) and
+      broadcast masks count per weight; otherwise only the selected (non-0-d) masks.
+
+  Returns:
+    A list of :class:`LeafSummary`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> mask_summary({"w": jnp.array([True, False]), "b": jnp.asarray(True)})
+    [LeafSummary(path='w', shape=(2,), kept=1, total=2)]
+  """
   out = []
   sel = None
   if params is not None:
@@ -250,7 +436,14 @@ def masks_from_scores(
     ValueError: unknown scope/structure/normalization, sparsity outside [0, 1), per-leaf
       sparsities with a global scope, an empty selection, or a structure that does not fit a leaf
       (each message names the leaf path).
-    TypeError: a selected leaf with non-floating scores.
+    TypeError: a selected leaf with non-floating scores, or a sparsity that is not a number.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> scores = {"a": jnp.array([1.0, 4.0]), "b": jnp.array([2.0, 3.0, 0.5, 5.0])}
+    >>> m = masks_from_scores(scores, 0.5, selection={"a": True, "b": True}, scope="global")
+    >>> m["a"].tolist(), m["b"].tolist()
+    ([False, True], [False, True, False, True])
   """
   if scope not in SCOPES:
     raise ValueError(f"Unknown scope {scope!r}; expected one of {SCOPES}.")
@@ -318,19 +511,38 @@ def masks_from_scores(
 
 
 def _check_fixed_fraction(structure, fraction, path) -> None:
+  fixed = structure.fixed_sparsity
+  message = (
+    f"{structure.name} fixes sparsity at {fixed:g}, but {{}} was asked for {keystr(path)}. Fix: "
+    f"pass sparsity=0 (whatever the structure gives) or {fixed:g}."
+  )
   v = static_value(fraction)
-  if v is None or float(v) == 0.0:
-    return  # 0 means "whatever the structure gives"
-  if abs(float(v) - structure.fixed_sparsity) > 1e-9:
-    raise ValueError(
-      f"{structure.name} fixes sparsity at {structure.fixed_sparsity:g}, but {float(v):g} was "
-      f"asked for {keystr(path)}. Fix: pass sparsity=0 (whatever the structure gives) or "
-      f"{structure.fixed_sparsity:g}."
-    )
+  if v is None:
+    t = jnp.asarray(fraction, jnp.float32)
+    validation.check_traced((t == 0) | (jnp.abs(t - fixed) <= 1e-6), message.format("a traced other value"))
+    return
+  if float(v) != 0.0 and abs(float(v) - fixed) > 1e-9:
+    raise ValueError(message.format(f"{float(v):g}"))
 
 
 def masks_equal(a: PyTree, b: PyTree) -> bool:
-  """Host-side exact equality of two mask trees."""
+  """Host-side exact equality of two mask trees.
+
+  Args:
+    a: a mask pytree.
+    b: another, with the same structure.
+
+  Returns:
+    Whether every leaf is equal.
+
+  Raises:
+    ValueError: different structures.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> masks_equal({"w": jnp.array([True])}, {"w": jnp.array([False])})
+    False
+  """
   check_structure(a, b, names=("first masks", "second masks"))
   return all(
     bool(np.array_equal(np.asarray(x), np.asarray(y)))

@@ -7,7 +7,7 @@ functions, so it has no method branches.
 
 State is split in two so the trainer knows what to differentiate:
 
-* ``variables``: floating pytree learned by gradient with its own optax transform (scores,
+* ``learned``: floating pytree learned by gradient with its own optax transform (scores,
   logits, gates, temperatures, rescales); ``{}`` for methods without learned mask variables.
 * ``buffers``: everything ``update`` changes without gradients (masks, counters, accumulators).
 
@@ -50,8 +50,17 @@ from pruning_jax.tree import PyTree
 
 
 class PrunerState(NamedTuple):
-  variables: PyTree  # learned by gradient (their own optax transform)
-  buffers: PyTree  # changed by Pruner.update only
+  """A Pruner's state, split by how it changes.
+
+  Attributes:
+    learned: floating pytree trained by gradient with its own optax transform (scores,
+      logits, gates, temperatures, rescales); ``{}`` for methods without learned variables.
+      Not Flax's "variables": these belong to the pruning method, not the model.
+    buffers: what ``Pruner.update`` changes without gradients (masks, counters).
+  """
+
+  learned: PyTree
+  buffers: PyTree
 
 
 class InitContext(NamedTuple):
@@ -96,8 +105,8 @@ class StepInfo(NamedTuple):
   batch: Any = None
 
 
-def _default_labels(variables: PyTree) -> PyTree:
-  return jax.tree.map(lambda _: "variables", variables)
+def _default_labels(learned: PyTree) -> PyTree:
+  return jax.tree.map(lambda _: "learned", learned)
 
 
 def _no_metrics(params: PyTree, state: PrunerState) -> dict[str, jax.Array]:
@@ -120,9 +129,9 @@ class Pruner(NamedTuple):
       params with removed weights at zero (and any rescale folded in) and its bool masks.
     masks: ``(params, state) -> masks``: the current hard masks (for ``keep_masked``, progress
       metrics and accounting); all-kept for methods without a mask.
-    labels: ``variables -> pytree of str`` naming the optax transform of each learned variable
-      (for ``optax.partition``); every leaf ``"variables"`` by default.
-    penalty: an optax transform over the optimizer's ``{"params", "variables"}`` tree that adds
+    labels: ``learned -> pytree of str`` naming the optax transform of each learned variable
+      (for ``optax.partition``); every leaf ``"learned"`` by default.
+    penalty: an optax transform over the optimizer's ``{"params", "learned"}`` tree that adds
       the method's regulariser gradient before the optimizers (e.g. a budget term), or None.
     metrics: ``(params, state) -> dict`` of scalars the train step reports beside the loss
       (e.g. the soft cost against its budget).
@@ -152,6 +161,12 @@ def no_update(params: PyTree, state: PrunerState, info: StepInfo) -> PrunerState
 
   Returns:
     ``state``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> state = PrunerState({}, {"count": jnp.int32(3)})
+    >>> no_update({}, state, StepInfo(step=jnp.int32(0))) is state
+    True
   """
   del params, info
   return state

@@ -33,13 +33,43 @@ def _steps(begin: int, end: int) -> None:
 
 
 def constant(sparsity: float) -> Schedule:
-  """The same sparsity at every step."""
+  """The same sparsity at every step.
+
+  Args:
+    sparsity: removed fraction in [0, 1).
+
+  Returns:
+    A schedule ``step -> float32 sparsity``.
+
+  Raises:
+    ValueError: sparsity outside [0, 1).
+
+  Example:
+    >>> float(constant(0.5)(1000))
+    0.5
+  """
   s = _fraction(sparsity, "sparsity")
   return lambda step: jnp.full((), s, jnp.float32)
 
 
 def one_shot(sparsity: float, at_step: int) -> Schedule:
-  """0 before ``at_step``, ``sparsity`` from then on (train -> prune -> fine-tune)."""
+  """0 before ``at_step``, ``sparsity`` from then on (train -> prune -> fine-tune).
+
+  Args:
+    sparsity: removed fraction in [0, 1).
+    at_step: the first step at the target, >= 0.
+
+  Returns:
+    A schedule ``step -> float32 sparsity``.
+
+  Raises:
+    ValueError: sparsity outside [0, 1) or a negative or non-integer step.
+
+  Example:
+    >>> s = one_shot(0.9, at_step=100)
+    >>> [round(float(s(t)), 2) for t in (99, 100)]
+    [0.0, 0.9]
+  """
   s = _fraction(sparsity, "sparsity")
   if not (isinstance(at_step, int) and at_step >= 0):
     raise ValueError(f"at_step must be a non-negative int, got {at_step!r}.")
@@ -55,10 +85,31 @@ def polynomial(
   power: float = 3.0,
   frequency: int = 1,
 ) -> Schedule:
-  """Zhu & Gupta's gradual schedule
+  """Zhu & Gupta's gradual schedule.
+
   ``s_t = s_f + (s_i - s_f) (1 - (t - t0) / (t_end - t0))^power`` for ``t0 <= t <= t_end``,
   updated every ``frequency`` steps (t is rounded down to ``t0 + k * frequency``); ``s_i``
   before ``t0`` and ``s_f`` after ``t_end``.
+
+  Args:
+    final_sparsity: s_f in [0, 1).
+    begin_step: t0.
+    end_step: t_end > t0.
+    initial_sparsity: s_i in [0, 1).
+    power: the exponent, > 0 (3 in the paper).
+    frequency: steps between sparsity changes, >= 1.
+
+  Returns:
+    A schedule ``step -> float32 sparsity``.
+
+  Raises:
+    ValueError: a fraction outside [0, 1), ``begin_step >= end_step``, or a bad power or
+      frequency.
+
+  Example:
+    >>> s = polynomial(0.8, begin_step=0, end_step=10, power=1.0)
+    >>> [round(float(s(t)), 2) for t in (0, 5, 10)]
+    [0.0, 0.4, 0.8]
 
   References:
     Zhu & Gupta, "To prune, or not to prune", 2017.
@@ -81,9 +132,28 @@ def polynomial(
 
 
 def iterative(final_sparsity: float, rounds: int, steps_per_round: int, *, begin_step: int = 0) -> Schedule:
-  """Iterative pruning in ``rounds`` equal-ratio rounds (lottery-ticket style): round r (1-based)
-  starts at ``begin_step + (r - 1) * steps_per_round`` and brings the density to
-  ``(1 - final_sparsity) ** (r / rounds)``; 0 before ``begin_step``.
+  """Iterative pruning in ``rounds`` equal-ratio rounds (lottery-ticket style).
+
+  Round r (1-based) starts at ``begin_step + (r - 1) * steps_per_round`` and brings the density
+  to ``(1 - s_f) ** (r / rounds)``, so every round removes the same fraction of what is left;
+  the sparsity is 0 before ``begin_step``.
+
+  Args:
+    final_sparsity: s_f in [0, 1), reached in the last round.
+    rounds: number of rounds, >= 1.
+    steps_per_round: steps between rounds, >= 1.
+    begin_step: the first round's step.
+
+  Returns:
+    A schedule ``step -> float32 sparsity``.
+
+  Raises:
+    ValueError: a bad fraction or round/step count.
+
+  Example:
+    >>> s = iterative(0.75, rounds=2, steps_per_round=10)
+    >>> [round(float(s(t)), 4) for t in (0, 10, 100)]  # density 0.5, then 0.25
+    [0.5, 0.75, 0.75]
 
   References:
     Frankle & Carbin, "The Lottery Ticket Hypothesis", ICLR 2019.
@@ -104,7 +174,22 @@ def iterative(final_sparsity: float, rounds: int, steps_per_round: int, *, begin
 
 
 def cosine_decay_fraction(initial_fraction: float, end_step: int) -> Schedule:
-  """RigL's drop fraction ``f(t) = alpha / 2 (1 + cos(pi t / T_end))``, 0 after ``T_end``.
+  """RigL's drop fraction ``f(t) = alpha / 2 (1 + cos(pi t / T_end))``, 0 from ``T_end`` on.
+
+  Args:
+    initial_fraction: alpha in (0, 1] (0.3 in Evci et al.).
+    end_step: T_end > 0, where updates stop.
+
+  Returns:
+    A schedule ``step -> float32 fraction``.
+
+  Raises:
+    ValueError: alpha outside (0, 1] or a non-positive end step.
+
+  Example:
+    >>> f = cosine_decay_fraction(0.3, end_step=100)
+    >>> [round(float(f(t)), 3) for t in (0, 50, 100)]
+    [0.3, 0.15, 0.0]
 
   References:
     Evci et al., "Rigging the Lottery: Making All Tickets Winners", ICML 2020.

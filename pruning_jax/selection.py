@@ -22,6 +22,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from pruning_jax.tree import KeyPath, PyTree, is_array, keystr, leaves_with_paths, path_str
 
@@ -66,12 +67,28 @@ def is_weight_kernel(path: str, leaf: Any) -> bool:
   )
 
 
-def _compile(patterns: Pattern | None) -> list[re.Pattern]:
+def _compile(patterns: Pattern | None, where: str) -> list[re.Pattern]:
   if patterns is None:
     return []
   if isinstance(patterns, (str, re.Pattern)):
     patterns = [patterns]
-  return [re.compile(p) if isinstance(p, str) else p for p in patterns]
+  patterns = list(patterns) if isinstance(patterns, (list, tuple)) else [patterns]
+  out = []
+  for p in patterns:
+    if isinstance(p, str):
+      try:
+        out.append(re.compile(p))
+      except re.error as e:
+        raise ValueError(f"select: {where} pattern {p!r} is not a valid regex ({e}).") from e
+    elif isinstance(p, re.Pattern):
+      out.append(p)
+    else:
+      raise TypeError(
+        f"select: {where} must be a regex string, a compiled re.Pattern or a list of them, got "
+        f"{type(p).__name__} {p!r}. Fix: match on the slash path, e.g. {where}=r'conv' or "
+        f"{where}=[r'^encoder/', r'kernel$']; use predicate= for a rule on the leaf itself."
+      )
+  return out
 
 
 def select(
@@ -97,8 +114,17 @@ def select(
 
   Returns:
     A pytree of Python bools with the structure of ``params``.
+
+  Raises:
+    TypeError: a pattern that is not a string or compiled regex.
+    ValueError: a string pattern that is not a valid regex.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> select({"enc": {"kernel": jnp.ones((2, 2))}, "dec": {"kernel": jnp.ones((2, 2))}}, r"^enc/")
+    {'dec': {'kernel': False}, 'enc': {'kernel': True}}
   """
-  inc, exc = _compile(include), _compile(exclude)
+  inc, exc = _compile(include, "include"), _compile(exclude, "exclude")
   if predicate is None:
     predicate = is_weight_kernel if not inc else _is_floating_array
 
@@ -119,7 +145,18 @@ def _is_floating_array(path: str, leaf: Any) -> bool:
 
 
 def selected_paths(selection: PyTree) -> list[KeyPath]:
-  """Key paths of the selected leaves, in flatten order."""
+  """Key paths of the selected leaves, in flatten order.
+
+  Args:
+    selection: a bool pytree.
+
+  Returns:
+    The key paths where the selection is True.
+
+  Example:
+    >>> [path_str(p) for p in selected_paths({"a": True, "b": False, "c": True})]
+    ['a', 'c']
+  """
   return [p for p, s in leaves_with_paths(selection) if s]
 
 
@@ -137,6 +174,16 @@ def layer_order(selection: PyTree, order: Sequence[str] | None = None) -> list[s
       :func:`pruning_jax.accounting.param_use_order`, the order in which the model's
       computation uses its params). Without it, paths are sorted naturally
       (``Dense_2`` before ``Dense_10``), which matches Flax's auto-naming.
+
+  Returns:
+    The selected slash paths in layer order.
+
+  Raises:
+    ValueError: ``order`` misses a selected path.
+
+  Example:
+    >>> layer_order({"Dense_10": {"kernel": True}, "Dense_2": {"kernel": True}})
+    ['Dense_2/kernel', 'Dense_10/kernel']
   """
   names = [path_str(p) for p in selected_paths(selection)]
   if order is None:
@@ -151,13 +198,56 @@ def layer_order(selection: PyTree, order: Sequence[str] | None = None) -> list[s
   return sorted(names, key=rank.__getitem__)
 
 
+def _layer_count(n: Any, where: str) -> int:
+  if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+    raise ValueError(
+      f"{where}: n must be a number of layers >= 0, got {n!r}. Fix: pass e.g. n=1 (a negative "
+      "n would count from the other end; use the other function for that)."
+    )
+  return int(n)
+
+
 def exclude_first(selection: PyTree, n: int = 1, *, order: Sequence[str] | None = None) -> PyTree:
-  """The selection without its first ``n`` layers (see :func:`layer_order`)."""
+  """The selection without its first ``n`` layers (see :func:`layer_order`).
+
+  Args:
+    selection: a bool pytree.
+    n: how many layers to drop, >= 0.
+    order: explicit layer order, as in :func:`layer_order`.
+
+  Returns:
+    The narrower selection.
+
+  Raises:
+    ValueError: a negative or non-integer ``n``.
+
+  Example:
+    >>> exclude_first({"Dense_0": {"kernel": True}, "Dense_1": {"kernel": True}})
+    {'Dense_0': {'kernel': False}, 'Dense_1': {'kernel': True}}
+  """
+  n = _layer_count(n, "exclude_first")
   return _drop(selection, layer_order(selection, order)[:n])
 
 
 def exclude_last(selection: PyTree, n: int = 1, *, order: Sequence[str] | None = None) -> PyTree:
-  """The selection without its last ``n`` layers (see :func:`layer_order`)."""
+  """The selection without its last ``n`` layers (see :func:`layer_order`).
+
+  Args:
+    selection: a bool pytree.
+    n: how many layers to drop, >= 0.
+    order: explicit layer order, as in :func:`layer_order`.
+
+  Returns:
+    The narrower selection.
+
+  Raises:
+    ValueError: a negative or non-integer ``n``.
+
+  Example:
+    >>> exclude_last({"Dense_0": {"kernel": True}, "Dense_1": {"kernel": True}})
+    {'Dense_0': {'kernel': True}, 'Dense_1': {'kernel': False}}
+  """
+  n = _layer_count(n, "exclude_last")
   names = layer_order(selection, order)
   return _drop(selection, names[len(names) - n :] if n else [])
 
@@ -170,9 +260,22 @@ def _drop(selection: PyTree, names: Sequence[str]) -> PyTree:
 def validate(params: PyTree, selection: PyTree, *, what: str = "selection") -> list[KeyPath]:
   """Checks a selection against params; returns the selected paths.
 
+  Args:
+    params: the parameter pytree.
+    selection: a bool pytree with the params' structure.
+    what: how to call the selection in messages.
+
+  Returns:
+    The key paths of the selected leaves.
+
   Raises:
     ValueError: structure mismatch (naming the paths) or an empty selection.
     TypeError: a selected leaf that is not a floating array (e.g. integer params).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> [path_str(p) for p in validate({"w": jnp.ones((2, 2))}, {"w": True})]
+    ['w']
   """
   from pruning_jax.tree import check_structure
 
@@ -213,8 +316,24 @@ def _is_selection_fn(selection: Any) -> bool:
 def resolve(selection: SelectionLike, params: PyTree, *, default_all_floats: bool = False) -> PyTree:
   """A validated static bool tree from any :data:`SelectionLike`.
 
-  None gives the default (:func:`is_weight_kernel`, or every floating leaf with
-  ``default_all_floats``); strings are ``include`` regexes; a callable is applied to params.
+  Args:
+    selection: None for the default (:func:`is_weight_kernel`, or every floating leaf with
+      ``default_all_floats``); a regex string or list of them (``include`` patterns); a
+      function ``params -> bool tree``; or a bool tree.
+    params: the parameter pytree.
+    default_all_floats: what None means.
+
+  Returns:
+    A validated bool pytree with the params' structure.
+
+  Raises:
+    ValueError: a selection that does not fit the params, or selects nothing.
+    TypeError: a selected non-floating leaf.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> resolve("gate", {"gate": jnp.ones(3), "w": jnp.ones((2, 2))})
+    {'gate': True, 'w': False}
   """
   regexes = isinstance(selection, str) or (
     isinstance(selection, (list, tuple)) and bool(selection) and all(isinstance(s, str) for s in selection)
@@ -227,3 +346,18 @@ def resolve(selection: SelectionLike, params: PyTree, *, default_all_floats: boo
     selection = selection(params)
   validate(params, selection)
   return selection
+
+
+__all__ = [
+  "Pattern",
+  "Predicate",
+  "SelectionLike",
+  "exclude_first",
+  "exclude_last",
+  "is_weight_kernel",
+  "layer_order",
+  "resolve",
+  "select",
+  "selected_paths",
+  "validate",
+]

@@ -23,6 +23,8 @@ import jax.numpy as jnp
 from pruning_jax.thresholds import ordered_keys
 from pruning_jax.tree import KeyPath, keystr
 
+__all__ = ["STRUCTURES", "Structure", "blocks", "channels", "nm", "resolve", "unstructured"]
+
 
 class Structure(NamedTuple):
   """A grouping of weights into units.
@@ -73,7 +75,16 @@ def _full_expand(unit_keep: jax.Array, shape: tuple[int, ...]) -> jax.Array:
 
 
 def unstructured() -> Structure:
-  """Every weight is its own unit."""
+  """Every weight is its own unit.
+
+  Returns:
+    The identity :class:`Structure`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> unstructured().reduce(jnp.ones((2, 3)), ()).shape
+    (2, 3)
+  """
   return Structure("unstructured", lambda s, path: s, _full_expand)
 
 
@@ -86,6 +97,18 @@ def channels(axis: int = -1, reduce: str = "l1") -> Structure:
     axis: the channel axis.
     reduce: how per-weight scores aggregate into a channel score: ``"l1"`` (sum of |s|),
       ``"l2"``, ``"sum"``, ``"mean"`` or ``"max"``.
+
+  Returns:
+    A :class:`Structure`; at use, an axis missing from a leaf is a ValueError naming it.
+
+  Raises:
+    ValueError: an unknown ``reduce``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> s = channels(axis=-1)
+    >>> s.reduce(jnp.array([[1.0, -2.0], [3.0, 0.0]]), ()).tolist()
+    [[4.0, 2.0]]
   """
   agg = _reducer(reduce)
 
@@ -100,17 +123,38 @@ def channels(axis: int = -1, reduce: str = "l1") -> Structure:
 def blocks(block_shape: tuple[int, ...], axes: tuple[int, ...] = (-2, -1), reduce: str = "l1") -> Structure:
   """Units are blocks of ``block_shape`` over ``axes`` (other axes index separate blocks).
 
+  Args:
+    block_shape: the block's size along each of ``axes``, each >= 1.
+    axes: the blocked axes, distinct.
+    reduce: how scores aggregate into a block score (as in :func:`channels`).
+
+  Returns:
+    A :class:`Structure`.
+
   Raises:
-    ValueError: (at use) a leaf whose size along an axis is not divisible by the block size.
+    ValueError: mismatched lengths, a size < 1, a repeated axis, an unknown ``reduce``; at use,
+      a leaf whose size along an axis is not divisible by the block size (named).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> blocks((2, 2)).reduce(jnp.ones((4, 6)), ()).shape  # 2 x 3 blocks of 2 x 2
+    (2, 3)
   """
   if len(block_shape) != len(axes):
     raise ValueError(f"blocks: block_shape {block_shape} and axes {axes} must have equal length.")
   if any(b < 1 for b in block_shape):
     raise ValueError(f"blocks: block sizes must be >= 1, got {block_shape}.")
+  if len(set(axes)) != len(axes):
+    raise ValueError(f"blocks: axes {axes} name an axis twice. Fix: give each blocked axis once.")
   agg = _reducer(reduce)
 
   def split_shape(shape, path):
     ax = [_axis(a, len(shape), path, "blocks") for a in axes]
+    if len(set(ax)) != len(ax):
+      raise ValueError(
+        f"blocks: axes {axes} name the same axis twice for the leaf at {keystr(path)} with ndim "
+        f"{len(shape)}. Fix: use axes that are distinct for every selected leaf (e.g. all negative)."
+      )
     sizes = dict(zip(ax, block_shape, strict=True))
     for a, b in sizes.items():
       if shape[a] % b:
@@ -143,6 +187,22 @@ def blocks(block_shape: tuple[int, ...], axes: tuple[int, ...] = (-2, -1), reduc
 def nm(n: int, m: int, axis: int = -1) -> Structure:
   """N:M sparsity: in every group of ``m`` consecutive weights along ``axis`` keep the ``n``
   highest-scoring (earlier index wins ties). Sparsity is fixed at ``1 - n / m``.
+
+  Args:
+    n: weights kept per group.
+    m: group size, ``0 < n <= m``.
+    axis: the grouped axis; its size must be a multiple of ``m`` in every selected leaf.
+
+  Returns:
+    A local :class:`Structure`.
+
+  Raises:
+    ValueError: not ``0 < n <= m`` integers; at use, an axis size not divisible by m (named).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> nm(2, 4).local(jnp.array([[0.1, 0.9, 0.5, 0.2]]), ()).tolist()
+    [[False, True, True, False]]
 
   References:
     Mishra et al., "Accelerating Sparse Deep Neural Networks", 2021 (2:4 on Ampere).
@@ -178,7 +238,22 @@ STRUCTURES: dict[str, Callable[[], Structure]] = {
 
 
 def resolve(structure: str | Structure) -> Structure:
-  """A Structure from itself or its name."""
+  """A Structure from itself or its name.
+
+  Args:
+    structure: a :class:`Structure`, or one of ``"unstructured"``, ``"channels"``,
+      ``"filters"`` (output channels) and ``"input_channels"``.
+
+  Returns:
+    The :class:`Structure`.
+
+  Raises:
+    ValueError: an unknown name.
+
+  Example:
+    >>> resolve("filters").name
+    'channels(axis=-1)'
+  """
   if isinstance(structure, Structure):
     return structure
   if isinstance(structure, str) and structure in STRUCTURES:

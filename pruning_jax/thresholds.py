@@ -25,6 +25,8 @@ from jax import lax
 
 _INDEX_LIMIT = 2**31 - 1
 
+__all__ = ["kth_smallest", "ordered_keys", "removal_keep_masks", "top_k_mask"]
+
 
 def ordered_keys(x: jax.Array) -> jax.Array:
   """Unsigned integers whose order is the order of the floats ``x`` (-0.0 and 0.0 equal).
@@ -32,6 +34,21 @@ def ordered_keys(x: jax.Array) -> jax.Array:
   bfloat16/float16 are widened to float32 first, which is exact. NaN sorts below -inf: a
   NaN-scored unit is the least important and is removed first (a NaN score says nothing in
   the unit's favour, and keeping it would keep whatever produced the NaN).
+
+  Args:
+    x: a floating array.
+
+  Returns:
+    ``uint32`` keys (``uint64`` for float64) of ``x``'s shape.
+
+  Raises:
+    TypeError: a non-floating array.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> k = ordered_keys(jnp.array([1.0, -2.0, jnp.nan, 0.5]))
+    >>> [int(i) for i in jnp.argsort(k)]  # NaN, -2, 0.5, 1
+    [2, 1, 3, 0]
   """
   if not jnp.issubdtype(x.dtype, jnp.floating):
     raise TypeError(f"ordered_keys needs floating scores, got {x.dtype}.")
@@ -130,6 +147,15 @@ def removal_keep_masks(
 
   Returns:
     One bool array per score array: True where the unit is kept.
+
+  Raises:
+    ValueError: a group of more than ~2**31 units (int32 indexes).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> a, b = jnp.array([3.0, 1.0]), jnp.array([2.0, 0.0, 5.0])
+    >>> [m.tolist() for m in removal_keep_masks([a, b], [2])]  # global: drop 0 and 1
+    [[True, False], [True, False, True]]
   """
   groups = tuple(groups) if groups is not None else (0,) * len(scores)
   if not scores:
@@ -187,9 +213,17 @@ def _removal_keep_masks(scores, n_remove, groups):
 def kth_smallest(x: jax.Array, k: int | jax.Array) -> jax.Array:
   """The k-th smallest element of ``x`` (1-based), exactly, without sorting.
 
-  >>> import jax.numpy as jnp
-  >>> float(kth_smallest(jnp.array([3., -1., 2., 2.]), 3))
-  2.0
+  Args:
+    x: a floating array.
+    k: the rank, in ``[1, x.size]`` (may be traced).
+
+  Returns:
+    A 0-d array of ``x``'s dtype.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> float(kth_smallest(jnp.array([3., -1., 2., 2.]), 3))
+    2.0
   """
   keep = removal_keep_masks([x], jnp.asarray(k, jnp.int32) - 1)[0]
   # the smallest kept value after removing k-1 values is the k-th smallest
@@ -198,5 +232,18 @@ def kth_smallest(x: jax.Array, k: int | jax.Array) -> jax.Array:
 
 def top_k_mask(x: jax.Array, k: int | jax.Array) -> jax.Array:
   """Bool mask of the ``k`` largest entries of ``x`` (earlier index wins ties), like
-  ``lax.top_k`` over the flattened array but without sorting."""
+  ``lax.top_k`` over the flattened array but without sorting.
+
+  Args:
+    x: a floating array.
+    k: how many to keep, in ``[0, x.size]`` (may be traced).
+
+  Returns:
+    A bool array of ``x``'s shape with exactly ``k`` True.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> top_k_mask(jnp.array([1.0, 3.0, 3.0, 0.0]), 2).tolist()
+    [False, True, True, False]
+  """
   return removal_keep_masks([x], jnp.asarray(x.size - k, jnp.int32))[0]

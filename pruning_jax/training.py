@@ -1,6 +1,6 @@
 """Pure builders of jitted train and eval steps for any (model, Pruner, optax transform, task).
 
-The optimizer sees one tree ``{"params": params, "variables": pruner_state.variables}``:
+The optimizer sees one tree ``{"params": params, "learned": pruner_state.learned}``:
 weights and learned mask variables get separate transforms through ``optax.partition``
 (frozen weights: ``optax.set_to_zero()``), the weights' transform restarts the moments of
 regrown weights (``reset_regrown``), and ``keep_masked`` runs last with the pruner's masks, so
@@ -44,12 +44,23 @@ Batch = Any
 
 
 class TrainState(NamedTuple):
-  params: PyTree  # model weights (frozen or trained, as the optimizer says)
-  pruner_state: PrunerState  # learned mask variables + buffers
-  opt_state: optax.OptState  # over {"params", "variables"}
-  model_state: PyTree  # non-trained collections, e.g. {"batch_stats": ...}; {} without
-  step: jax.Array  # (), int32
-  key: jax.Array  # PRNG key; step t uses fold_in(key, t)
+  """Everything one training step reads and returns.
+
+  Attributes:
+    params: model weights (frozen or trained, as the optimizer says).
+    pruner_state: the :class:`pruning_jax.PrunerState` (learned mask variables + buffers).
+    opt_state: the optimizer state over ``{"params", "learned"}``.
+    model_state: non-trained collections, e.g. ``{"batch_stats": ...}``; ``{}`` without.
+    step: (), int32.
+    key: PRNG key; step t uses ``fold_in(key, t)``.
+  """
+
+  params: PyTree
+  pruner_state: PrunerState
+  opt_state: optax.OptState
+  model_state: PyTree
+  step: jax.Array
+  key: jax.Array
 
 
 class Task(NamedTuple):
@@ -130,23 +141,23 @@ def linen_apply(model: Any) -> ApplyFn:
 
 def optimizer(
   weights: optax.GradientTransformation,
-  variables: optax.GradientTransformation | Mapping[str, optax.GradientTransformation] | None = None,
+  learned: optax.GradientTransformation | Mapping[str, optax.GradientTransformation] | None = None,
   *,
   pruner: Pruner,
 ) -> optax.GradientTransformationExtraArgs:
-  """The optimizer over ``{"params", "variables"}``: the pruner's penalty (if any), then the
+  """The optimizer over ``{"params", "learned"}``: the pruner's penalty (if any), then the
   per-label transforms (the weights' one restarting regrown weights' moments), then
   ``keep_masked``.
 
   Args:
     weights: transform of the model weights (``optax.set_to_zero()`` to freeze them).
-    variables: transform of the learned mask variables, or a mapping from the pruner's labels
+    learned: transform of the learned mask variables, or a mapping from the pruner's labels
       (``Pruner.labels``) to transforms; None freezes them.
     pruner: the method (its labels, penalty and ``zero_removed``).
 
   Returns:
     A transform whose ``update`` takes ``masks=`` and ``grown=`` (trees over
-    ``{"params", "variables"}``), as :func:`make_train_step` passes them.
+    ``{"params", "learned"}``), as :func:`make_train_step` passes them.
 
   Raises:
     ValueError: a mapping that uses the reserved label ``"weights"`` or misses a label the
@@ -156,27 +167,27 @@ def optimizer(
     >>> import optax
     >>> import pruning_jax as pj
     >>> pruner = pj.methods.aslp(smart_rescale=True)
-    >>> tx = optimizer(optax.set_to_zero(), {"variables": optax.sgd(50.0), "rescale": optax.sgd(1e-3)},
+    >>> tx = optimizer(optax.set_to_zero(), {"learned": optax.sgd(50.0), "rescale": optax.sgd(1e-3)},
     ...                pruner=pruner)
   """
   txs: dict[str, optax.GradientTransformation] = {"weights": reset_regrown(weights)}
-  if isinstance(variables, Mapping):
-    if "weights" in variables:
+  if isinstance(learned, Mapping):
+    if "weights" in learned:
       raise ValueError("'weights' is reserved for the model weights' transform; rename that label.")
-    txs.update(variables)
+    txs.update(learned)
   else:
-    txs["variables"] = variables if variables is not None else optax.set_to_zero()
+    txs["learned"] = learned if learned is not None else optax.set_to_zero()
 
   def labels(tree):
-    var_labels = pruner.labels(tree["variables"])
+    var_labels = pruner.labels(tree["learned"])
     missing = sorted(set(jax.tree.leaves(var_labels)) - set(txs))
     if missing:
       raise ValueError(
-        f"the pruner labels variables {missing} but the optimizer has transforms only for "
-        f"{sorted(txs)}. Fix: pass variables={{label: transform}} covering every label, e.g. "
-        f"{{'variables': optax.sgd(...), {missing[0]!r}: optax.sgd(...)}}."
+        f"the pruner labels learned variables {missing} but the optimizer has transforms only for "
+        f"{sorted(txs)}. Fix: pass learned={{label: transform}} covering every label, e.g. "
+        f"{{'learned': optax.sgd(...), {missing[0]!r}: optax.sgd(...)}}."
       )
-    return {"params": jax.tree.map(lambda _: "weights", tree["params"]), "variables": var_labels}
+    return {"params": jax.tree.map(lambda _: "weights", tree["params"]), "learned": var_labels}
 
   steps = [
     optax.partition(txs, labels, mask_compatible_extra_args=True),
@@ -226,7 +237,7 @@ def init_train_state(
   model_state = {k: v for k, v in model_variables.items() if k != "params"}
   k_pruner, k_run = jax.random.split(key)
   pstate = pruner.init(k_pruner, params, context)
-  opt_state = tx.init({"params": params, "variables": pstate.variables})
+  opt_state = tx.init({"params": params, "learned": pstate.learned})
   return TrainState(params, pstate, opt_state, model_state, jnp.zeros((), jnp.int32), k_run)
 
 
@@ -308,7 +319,7 @@ def make_train_step(
   Args:
     apply_fn: ``(params, model_state, x, *, train) -> (outputs, model_state)``.
     pruner: the method.
-    tx: the optimizer over ``{"params", "variables"}`` (:func:`optimizer`).
+    tx: the optimizer over ``{"params", "learned"}`` (:func:`optimizer`).
     task: batch layout and loss (default :func:`classification`).
 
   Returns:
@@ -337,10 +348,10 @@ def make_train_step(
     pstate = state.pruner_state
     masks_before = pruner.masks(state.params, pstate)
 
-    def see(params, variables):
-      return pruner.apply(params, pstate._replace(variables=variables), key=k_apply, train=True)
+    def see(params, learned):
+      return pruner.apply(params, pstate._replace(learned=learned), key=k_apply, train=True)
 
-    seen, see_vjp = jax.vjp(see, state.params, pstate.variables)
+    seen, see_vjp = jax.vjp(see, state.params, pstate.learned)
 
     def objective(weights):
       outputs, model_state = apply_fn(weights, state.model_state, task.inputs(batch), train=True)
@@ -354,20 +365,20 @@ def make_train_step(
     info = StepInfo(state.step, k_update, g_seen, loss, batch)
     pstate = pruner.update(state.params, pstate, info)
     masks_after = pruner.masks(state.params, pstate)
-    tree = {"params": state.params, "variables": pstate.variables}
-    kept_vars = _kept_all(pstate.variables)
+    tree = {"params": state.params, "learned": pstate.learned}
+    kept_vars = _kept_all(pstate.learned)
     updates, opt_state = tx.update(
-      {"params": g_params, "variables": g_vars},
+      {"params": g_params, "learned": g_vars},
       state.opt_state,
       tree,
-      masks={"params": masks_after, "variables": kept_vars},
+      masks={"params": masks_after, "learned": kept_vars},
       grown={
         "params": _grown(masks_after, masks_before),
-        "variables": jax.tree.map(jnp.logical_not, kept_vars),
+        "learned": jax.tree.map(jnp.logical_not, kept_vars),
       },
     )
     new = optax.apply_updates(tree, updates)
-    pstate = pstate._replace(variables=new["variables"])
+    pstate = pstate._replace(learned=new["learned"])
     metrics = {
       **means,
       "sparsity": _sparsity(masks_before),

@@ -119,6 +119,38 @@ def positive(value: Any, where: str, *, allow_zero: bool = False) -> float | Non
   return v
 
 
+def prng_key(key: Any, where: str) -> None:
+  """Checks that ``key`` is one PRNG key: a typed key (``jax.random.key``) of shape ``()`` or a
+  raw ``uint32`` key (``jax.random.PRNGKey``) of shape ``(2,)``.
+
+  Args:
+    key: the value passed as a key.
+    where: the function and argument, for the message.
+
+  Raises:
+    TypeError: anything else (an int seed, a float array, a batch of keys, a missing key).
+
+  Example:
+    >>> prng_key(jax.random.key(0), "sample: key")
+  """
+  fix = (
+    "Fix: pass one key, e.g. jax.random.key(seed), split per use with jax.random.split / "
+    "jax.random.fold_in(key, step)."
+  )
+  dtype, shape = getattr(key, "dtype", None), getattr(key, "shape", None)
+  if dtype is None or shape is None:
+    raise TypeError(f"{where} must be a PRNG key, got {type(key).__name__} {key!r}. {fix}")
+  if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+    if tuple(shape) != ():
+      raise TypeError(f"{where} must be one PRNG key, got an array of keys of shape {tuple(shape)}. {fix}")
+    return
+  if dtype != jnp.uint32 or tuple(shape) != (2,):
+    raise TypeError(
+      f"{where} must be a PRNG key, got an array of dtype {dtype} and shape {tuple(shape)} (a raw "
+      f"key is uint32 of shape (2,)). {fix}"
+    )
+
+
 def _raise(message: str, bad) -> None:
   if bool(np.asarray(bad)):
     raise ValueError(message)
@@ -149,4 +181,4 @@ def check_traced(ok: jax.Array, message: str) -> None:
   jax.lax.cond(bad, lambda: jax.debug.callback(functools.partial(_raise, message), bad), lambda: None)
 
 
-__all__ = ["check_traced", "fraction", "positive", "scalar"]
+__all__ = ["check_traced", "fraction", "positive", "prng_key", "scalar"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from experiments import aslp_gradient_scale as gs
-from experiments import report_aslp
+from experiments.configs import aslp as report_aslp
 
 
 @pytest.fixture(scope="module")

@@ -138,7 +138,7 @@ def test_channel_scores_of_broadcast_shape():
   m = masks["params"]["Conv_0"]["kernel"]
   assert m.shape == (1, 1, 1, 8) and int((~m).sum()) == 2
   # counted per weight with params
-  kept, total = pj.count_kept(masks, params)
+  kept, total = pj.count_kept(masks, params=params)
   assert int(total) == 3 * 3 * 3 * 8 + 32 * 16 + 16 * 10
   assert int(kept) == 3 * 3 * 3 * 6 + 32 * 12 + 16 * 8
   with pytest.raises(ValueError, match="broadcast"):
@@ -175,7 +175,7 @@ def test_init_density_summary():
   n = 3 * 3 * 3 * 8 + 32 * 16 + 16 * 10
   assert int(pj.count_kept(masks)[0]) == n - round(0.9 * n)
   np.testing.assert_allclose(float(pj.sparsity(masks)), round(0.9 * n) / n, rtol=1e-6)
-  summary = pj.mask_summary(masks, params)
+  summary = pj.mask_summary(masks, params=params)
   assert [s.path for s in summary] == [
     "params/Conv_0/bias",
     "params/Conv_0/kernel",
@@ -188,7 +188,7 @@ def test_init_density_summary():
   assert all(s.kept == s.total for s in summary if s.path.endswith("bias"))
   all_sel = jax.tree.map(lambda _: True, params)
   total_all = sum(x.size for x in jax.tree.leaves(params))
-  assert int(pj.count_kept(masks, params, selection=all_sel)[1]) == total_all
+  assert int(pj.count_kept(masks, params=params, selection=all_sel)[1]) == total_all
 
 
 @pytest.mark.parametrize("flavour", sorted(ALL_TREES))

@@ -71,14 +71,14 @@ def test_learned_mask_gradients_reach_variables_only_and_weights_stay_frozen():
   step = jax.jit(training.make_train_step(apply_fn, pruner, tx))
   x = jax.random.normal(jax.random.key(1), (32, 20))
   y = jnp.arange(32) % 5
-  m0 = state.pruner_state.variables["scores"]["a"]["kernel"]
+  m0 = state.pruner_state.learned["scores"]["a"]["kernel"]
   for _ in range(5):
     state, _ = step(state, {"image": x, "label": y})
   for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(p), strict=True):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # frozen, bit-identical
-  assert not np.allclose(np.asarray(state.pruner_state.variables["scores"]["a"]["kernel"]), np.asarray(m0))
+  assert not np.allclose(np.asarray(state.pruner_state.learned["scores"]["a"]["kernel"]), np.asarray(m0))
   params, masks = pruner.finalize(state.params, state.pruner_state)
-  m = np.asarray(state.pruner_state.variables["scores"]["a"]["kernel"])
+  m = np.asarray(state.pruner_state.learned["scores"]["a"]["kernel"])
   np.testing.assert_array_equal(np.asarray(masks["a"]["kernel"]), m >= 0)
   np.testing.assert_array_equal(
     np.asarray(params["a"]["kernel"]), np.where(m >= 0, np.asarray(p["a"]["kernel"]), 0)

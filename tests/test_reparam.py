@@ -35,7 +35,7 @@ def test_forward_is_w_times_gate_and_biases_pass():
   pruner = pj.methods.reparam(0.5, budget_weight=1.0)
   state = pruner.init(jax.random.key(0), p)
   state = state._replace(
-    variables={"t": {**state.variables["t"], "b": {"kernel": jnp.float32(60.0), "bias": 0.0}}}
+    learned={"t": {**state.learned["t"], "b": {"kernel": jnp.float32(60.0), "bias": 0.0}}}
   )
   seen = jax.jit(lambda s: pruner.apply(p, s))(state)
   for layer, t in (("a", 100.0), ("b", 60.0)):
@@ -49,13 +49,13 @@ def test_budget_penalty_gradient_equals_jax_grad_of_formula(per_layer_t):
   p, s, lam = _params(), 0.8, 3.0
   pruner = pj.methods.reparam(s, budget_weight=lam, per_layer_t=per_layer_t)
   state = pruner.init(jax.random.key(0), p)
-  tree = {"params": p, "variables": state.variables}
+  tree = {"params": p, "learned": state.learned}
   opt_state = pruner.penalty.init(tree)
   n_prunable = 30 * 20 + 20 * 5
   c_target = (1 - s) * n_prunable
 
   def cost(tr):
-    t = tr["variables"]["t"]
+    t = tr["learned"]["t"]
     ta, tb = (t["a"]["kernel"], t["b"]["kernel"]) if per_layer_t else (t, t)
     return jnp.sum(pj.reparam_gate(tr["params"]["a"]["kernel"], ta)) + jnp.sum(
       pj.reparam_gate(tr["params"]["b"]["kernel"], tb)
@@ -70,8 +70,8 @@ def test_budget_penalty_gradient_equals_jax_grad_of_formula(per_layer_t):
   ref = jax.grad(lambda tr: lam * ((cost(tr) - c_target) / c0) ** 2)(moved)
   chex.assert_trees_all_close(updates, ref, rtol=1e-4, atol=1e-7)
   # t gets a gradient (the budget moves the gate too)
-  assert any(float(jnp.abs(g)) > 0 for g in jax.tree.leaves(updates["variables"]))
-  m = pruner.metrics(moved["params"], state._replace(variables=moved["variables"]))
+  assert any(float(jnp.abs(g)) > 0 for g in jax.tree.leaves(updates["learned"]))
+  m = pruner.metrics(moved["params"], state._replace(learned=moved["learned"]))
   np.testing.assert_allclose(float(m["budget_cost"]), float(cost(moved)), rtol=1e-5)
   np.testing.assert_allclose(float(m["budget_ratio"]), float(cost(moved)) / c_target, rtol=1e-5)
 
@@ -83,7 +83,7 @@ def test_effective_pruning_removes_exactly_the_target_by_gate_value(s, seed):
   pruner = pj.methods.reparam(s, budget_weight=1.0)
   state = pruner.init(jax.random.key(0), p)
   state = state._replace(
-    variables={
+    learned={
       "t": {"a": {"kernel": jnp.float32(80.0), "bias": 0.0}, "b": {"kernel": jnp.float32(130.0), "bias": 0.0}}
     }
   )
@@ -177,12 +177,11 @@ def test_study_config_reparam_has_no_fine_tuning_and_baselines_share_the_budget(
 def test_recorded_lambda_is_the_committed_selection_winner():
   import os
 
-  from experiments import report_reparam
   from experiments.configs import reparam as cfg
   from experiments.report import load_summaries
 
   folder = os.path.join(os.path.dirname(__file__), "..", "experiments", "results", "reparam", "selection")
   selection = [s for s in load_summaries(folder) if s.get("study") == "reparam"]
-  assert {report_reparam.budget_weight(s) for s in selection} == set(cfg.SELECTION_LAMBDAS)
-  assert cfg.LAMBDA[("conv4", "cpu")] == report_reparam.selected_lambda(selection)
+  assert {cfg.budget_weight(s) for s in selection} == set(cfg.SELECTION_LAMBDAS)
+  assert cfg.LAMBDA[("conv4", "cpu")] == cfg.selected_lambda(selection)
   assert cfg.get_config("method=reparam").stages[0].pruner.budget_weight == cfg.LAMBDA[("conv4", "cpu")]

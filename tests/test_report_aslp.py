@@ -4,7 +4,8 @@ import json
 
 import numpy as np
 
-from experiments import report_aslp
+from experiments import report
+from experiments.configs import aslp as report_aslp
 
 
 def _summary(method, variant, seed, acc, best_epoch, model="conv2"):
@@ -43,11 +44,12 @@ def test_report_tables_and_claims(tmp_path):
   ]
   for i, s in enumerate(runs):
     (tmp_path / f"{i}.json").write_text(json.dumps(s))
-  text = report_aslp.render(str(tmp_path))
+  text = report.render(str(tmp_path), report_aslp.REPORT)
   assert "| aslp+da | - | - | 32.0 +- 2.0 (n=2) [paper 77.5] |" in text
   assert "| edge_popup+da | - | - | 40.0 (n=1) [paper 71.5] |" in text
-  # ASLP (mean 32.0) - edge-popup (40.0) with DA, SC
-  assert "conv2, sc, with DA: ASLP - edge-popup = -8.0 points (n=2 vs 1)." in text
+  # seed-paired: edge-popup ran seed 0 only, so the gap is ASLP's seed 0 (30.0) - 40.0, not its
+  # two-seed mean (32.0) - 40.0
+  assert "conv2, sc, with DA: ASLP - edge-popup = -10.0 points (seed 0: -10.0)." in text
   assert "conv2, plain, no DA: ASLP - supermask (deterministic) = +5.0 points." in text
   # plain reaches the common 0.20 at epoch 5, wr (0.25 * e / 5) at epoch 4
   assert (
@@ -62,7 +64,7 @@ def test_report_tables_and_claims(tmp_path):
   assert "In 3 of 8 runs the best validation accuracy is at the last epoch" in text
   assert (tmp_path / "val_accuracy_conv2.png").stat().st_size > 0
   assert report_aslp.row_and_variant(runs[0]) == ("aslp+da", "sc")
-  np.testing.assert_equal(report_aslp.mean_std([0.5]), "50.0 (n=1)")
+  np.testing.assert_equal(report.mean_std([0.5]), "50.0 (n=1)")
 
 
 def test_common_accuracy_epochs_pairs_by_seed():

@@ -2,7 +2,8 @@
 
 import json
 
-from experiments import report_reparam
+from experiments import report
+from experiments.configs import reparam as report_reparam
 
 
 def _summary(method, rate, acc, sparsity=None, lam=100.0, before=None, seed=0):
@@ -45,7 +46,7 @@ def test_report_table_sparsity_check_and_claims(tmp_path):
   early_peak["val_curve"] = [{"epoch": 1.0, "accuracy": 0.7, "sparsity": 0.95}, early_peak["val_curve"][0]]
   (tmp_path / "selection" / "l100.json").write_text(json.dumps(early_peak))
   (tmp_path / "selection" / "l1000.json").write_text(json.dumps(_summary("reparam", 0.95, 0.6, lam=1000.0)))
-  text = report_reparam.render(str(tmp_path))
+  text = report.render(str(tmp_path), report_reparam.REPORT)
   assert "| reparam | 65.00 [paper 85.57] | - [paper 84.59] |" in text
   assert "| dense (0%) | 80.00 |" in text
   assert "conv4 on 15000 training images (cpu): dense 4, mp 4, mp_ft 4, gmp 4, reparam 4" in text

@@ -48,19 +48,19 @@ def test_aslp_forward_and_gradient_match_numpy_reference():
   state = pruner.init(jax.random.key(0), p)
   m = jax.random.normal(jax.random.key(5), (20, 16))
   state = state._replace(
-    variables={
-      "logits": {**state.variables["logits"], "a": {**state.variables["logits"]["a"], "kernel": m}},
-      "rescale": {**state.variables["rescale"], "a": {"kernel": jnp.float32(1.3), "bias": jnp.float32(0.0)}},
+    learned={
+      "logits": {**state.learned["logits"], "a": {**state.learned["logits"]["a"], "kernel": m}},
+      "rescale": {**state.learned["rescale"], "a": {"kernel": jnp.float32(1.3), "bias": jnp.float32(0.0)}},
     }
   )
   key = jax.random.key(9)
   g_out = jax.random.normal(jax.random.key(3), (20, 16))
 
   def f(variables):
-    seen = pruner.apply(p, state._replace(variables=variables), key=key, train=True)
+    seen = pruner.apply(p, state._replace(learned=variables), key=key, train=True)
     return jnp.sum(seen["a"]["kernel"] * g_out), seen
 
-  (_, seen), grads = jax.jit(jax.value_and_grad(f, has_aux=True))(state.variables)
+  (_, seen), grads = jax.jit(jax.value_and_grad(f, has_aux=True))(state.learned)
   # the noise the layer drew: its own key, split from the step key
   noise = np.asarray(jax.random.logistic(_leaf_keys(key, p)["a"]["kernel"], (20, 16)))
   w = np.asarray(p["a"]["kernel"])
@@ -96,7 +96,7 @@ def test_aslp_training_keeps_weights_bit_identical_and_finalizes_m_nonnegative(
   pruner = pj.methods.aslp(
     smart_rescale=smart_rescale, signed_constant=signed_constant, signed_constant_layers="all"
   )
-  var_tx = {"variables": optax.sgd(50.0, momentum=0.9)}
+  var_tx = {"learned": optax.sgd(50.0, momentum=0.9)}
   if smart_rescale:
     var_tx["rescale"] = optax.sgd(1e-3, momentum=0.9)
   tx = training.optimizer(optax.set_to_zero(), var_tx, pruner=pruner)
@@ -106,7 +106,7 @@ def test_aslp_training_keeps_weights_bit_identical_and_finalizes_m_nonnegative(
     trained_with = pruner.masks(state.params, state.pruner_state)
     state, metrics = step(state, _batch())
   chex.assert_trees_all_equal(state.params, p)  # frozen weights and biases, bit for bit
-  m = state.pruner_state.variables["logits"]
+  m = state.pruner_state.learned["logits"]
   assert not np.allclose(np.asarray(m["a"]["kernel"]), 0.0)
   params, masks = pruner.finalize(state.params, state.pruner_state)
   for layer in ("a", "b"):
@@ -114,7 +114,7 @@ def test_aslp_training_keeps_weights_bit_identical_and_finalizes_m_nonnegative(
     np.testing.assert_array_equal(np.asarray(masks[layer]["kernel"]), mk >= 0)
     w = np.asarray(p[layer]["kernel"])
     w = np.sign(w) * np.std(w, ddof=1) if signed_constant else w
-    s = float(state.pruner_state.variables["rescale"][layer]["kernel"]) if smart_rescale else 1.0
+    s = float(state.pruner_state.learned["rescale"][layer]["kernel"]) if smart_rescale else 1.0
     if smart_rescale:
       assert s != 1.0  # the rescale learned something
     np.testing.assert_allclose(np.asarray(params[layer]["kernel"]), np.where(mk >= 0, s * w, 0.0), rtol=1e-6)
@@ -145,7 +145,9 @@ def test_rescale_label_without_optimizer_is_a_clear_error():
   p = _params()
   pruner = pj.methods.aslp(smart_rescale=True)
   tx = training.optimizer(optax.set_to_zero(), optax.sgd(50.0), pruner=pruner)
-  with pytest.raises(ValueError, match=r"labels variables \['rescale'\].*variables=\{label: transform\}"):
+  with pytest.raises(
+    ValueError, match=r"labels learned variables \['rescale'\].*learned=\{label: transform\}"
+  ):
     training.init_train_state(jax.random.key(0), {"params": p}, pruner, tx)
 
 
@@ -162,7 +164,7 @@ def test_edge_popup_keeps_exactly_k_per_layer(k, seed):
     assert int(np.count_nonzero(np.asarray(seen[layer]["kernel"]))) == round(k * n)
     assert int(np.asarray(masks[layer]["kernel"]).sum()) == round(k * n)
     # the kept ones are the largest |score| of that layer
-    s = np.abs(np.asarray(state.variables["scores"][layer]["kernel"])).ravel()
+    s = np.abs(np.asarray(state.learned["scores"][layer]["kernel"])).ravel()
     kept = np.asarray(masks[layer]["kernel"]).ravel()
     if 0 < kept.sum() < n:
       assert s[kept].min() >= s[~kept].max()
@@ -172,7 +174,7 @@ def test_edge_popup_scores_init_gradient_and_signed_kaiming_constant():
   p = _params()
   pruner = pj.methods.edge_popup(0.5, signed_constant="kaiming", scale_fan=True)
   state = pruner.init(jax.random.key(0), p)
-  s = np.asarray(state.variables["scores"]["a"]["kernel"])
+  s = np.asarray(state.learned["scores"]["a"]["kernel"])
   bound = 1.0 / np.sqrt(20)
   assert np.abs(s).max() <= bound and np.abs(s).max() > 0.9 * bound  # U(+-1/sqrt(fan_in))
   np.testing.assert_allclose(
@@ -180,8 +182,8 @@ def test_edge_popup_scores_init_gradient_and_signed_kaiming_constant():
   )
   g_out = jax.random.normal(jax.random.key(3), (20, 16))
   grads = jax.grad(
-    lambda v: jnp.sum(pruner.apply(p, state._replace(variables=v), key=None)["a"]["kernel"] * g_out)
-  )(state.variables)
+    lambda v: jnp.sum(pruner.apply(p, state._replace(learned=v), key=None)["a"]["kernel"] * g_out)
+  )(state.learned)
   w_sc = np.sign(np.asarray(p["a"]["kernel"])) * np.sqrt(2.0 / 10)
   # straight through |s|: d/ds = dL/dW_hat * W' * sign(s) (every score, kept or not)
   np.testing.assert_allclose(
@@ -202,16 +204,16 @@ def test_supermask_dwr_forward_and_gradient_match_numpy_reference():
   state = pruner.init(jax.random.key(0), p)
   m = jax.random.normal(jax.random.key(5), (20, 16))
   state = state._replace(
-    variables={"logits": {**state.variables["logits"], "a": {"kernel": m, "bias": jnp.float32(0)}}}
+    learned={"logits": {**state.learned["logits"], "a": {"kernel": m, "bias": jnp.float32(0)}}}
   )
   key = jax.random.key(4)
   g_out = np.asarray(jax.random.normal(jax.random.key(3), (20, 16)))
 
   def f(v):
-    seen = pruner.apply(p, state._replace(variables=v), key=key, train=True)
+    seen = pruner.apply(p, state._replace(learned=v), key=key, train=True)
     return jnp.sum(seen["a"]["kernel"] * g_out), seen
 
-  (_, seen), grads = jax.value_and_grad(f, has_aux=True)(state.variables)
+  (_, seen), grads = jax.value_and_grad(f, has_aux=True)(state.learned)
   u = np.asarray(jax.random.uniform(_leaf_keys(key, p)["a"]["kernel"], (20, 16)))
   prob = _sigmoid(np.asarray(m))
   z = (u < prob).astype(np.float64)

@@ -226,7 +226,7 @@ def test_aslp_run_with_rescale_optimizer_reports_curve_and_sampled_test(npz, tmp
   assert s["test_accuracy_sampled_mean"] == pytest.approx(np.mean(s["test_accuracy_sampled"]))
   assert 0.0 < s["sparsity"] < 1.0  # emergent: whatever fraction of logits ended below 0
   ckpt = _final_params(str(tmp_path))
-  assert float(ckpt["pruner_state"]["variables"]["rescale"]["Dense_0"]["kernel"]) != 1.0
+  assert float(ckpt["pruner_state"]["learned"]["rescale"]["Dense_0"]["kernel"]) != 1.0
 
 
 def test_missing_rescale_optimizer_names_the_label(npz, tmp_path):

@@ -69,7 +69,7 @@ def test_budget_penalty_gradient_equals_jax_grad_of_formula():
     "b": 0.02 * jax.random.normal(jax.random.key(1), (30,)),
   }
   target, lam = 50.0, 3.0
-  tx = pj.budget_penalty(_gate_cost, target=target, weight=lam)
+  tx = pj.budget_penalty(lam, _gate_cost, target=target)
   state = tx.init(params)
   c0 = float(_gate_cost(params))
   np.testing.assert_allclose(float(state.initial_cost), c0, rtol=1e-6)
@@ -89,9 +89,7 @@ def test_budget_penalty_with_schedules_and_sgd_meets_budget():
   """Gradient descent on the budget term alone drives C to C_target."""
   params = {"w": 0.02 * jax.random.normal(jax.random.key(0), (400,))}
   target = 100.0
-  tx = optax.chain(
-    pj.budget_penalty(_gate_cost, target=lambda s: target, weight=lambda s: 1.0), optax.adam(1e-3)
-  )
+  tx = optax.chain(pj.budget_penalty(lambda s: 1.0, _gate_cost, target=lambda s: target), optax.adam(1e-3))
   state = tx.init(params)
 
   @jax.jit
@@ -162,7 +160,7 @@ def test_penalties_need_params():
 
 def test_budget_penalty_target_fn_is_evaluated_once_at_init():
   params = {"w": 0.02 * jax.random.normal(jax.random.key(0), (400,))}
-  tx = pj.budget_penalty(_gate_cost, weight=2.0, target_fn=lambda p: 0.25 * p["w"].size)
+  tx = pj.budget_penalty(2.0, _gate_cost, target_fn=lambda p: 0.25 * p["w"].size)
   state = tx.init(params)
   assert float(state.target) == 100.0
   moved = {"w": params["w"] * 1.5}
@@ -170,23 +168,23 @@ def test_budget_penalty_target_fn_is_evaluated_once_at_init():
   ref = jax.grad(lambda p: 2.0 * ((_gate_cost(p) - 100.0) / state.initial_cost) ** 2)(moved)
   chex.assert_trees_all_close(updates, ref, rtol=1e-5)
   with pytest.raises(ValueError, match="exactly one of target"):
-    pj.budget_penalty(_gate_cost, 1.0, target_fn=lambda p: 1.0)
+    pj.budget_penalty(1.0, _gate_cost, target=1.0, target_fn=lambda p: 1.0)
   with pytest.raises(ValueError, match="exactly one of target"):
-    pj.budget_penalty(_gate_cost)
+    pj.budget_penalty(1.0, _gate_cost)
 
 
 def test_reset_regrown_restarts_adam_moments_inside_the_training_optimizer_only_where_grown():
   pruner = pj.methods.magnitude_pruning(0.5)
   tx = pj.training.optimizer(optax.adam(0.1), pruner=pruner)
   params = {"w": jnp.arange(1.0, 5.0)}
-  tree = {"params": params, "variables": {}}
-  keep = {"params": {"w": jnp.ones(4, bool)}, "variables": {}}
-  no_growth = {"params": {"w": jnp.zeros(4, bool)}, "variables": {}}
+  tree = {"params": params, "learned": {}}
+  keep = {"params": {"w": jnp.ones(4, bool)}, "learned": {}}
+  no_growth = {"params": {"w": jnp.zeros(4, bool)}, "learned": {}}
   state = tx.init(tree)
-  g = {"params": {"w": jnp.ones(4)}, "variables": {}}
+  g = {"params": {"w": jnp.ones(4)}, "learned": {}}
   _, state = tx.update(g, state, tree, masks=keep, grown=no_growth)
-  grown = {"params": {"w": jnp.array([False, True, False, False])}, "variables": {}}
-  zero = {"params": {"w": jnp.zeros(4)}, "variables": {}}
+  grown = {"params": {"w": jnp.array([False, True, False, False])}, "learned": {}}
+  zero = {"params": {"w": jnp.zeros(4)}, "learned": {}}
   before = jax.tree.leaves(state)
   _, after_state = jax.jit(lambda s: tx.update(zero, s, tree, masks=keep, grown=grown))(state)
   # find Adam's moments (params-shaped float leaves) and its count in the new state

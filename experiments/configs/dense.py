@@ -26,3 +26,14 @@ def get_config(arg: str = "conv4"):
     c.train_subset, c.val_size, c.batch_size, c.eval_batch_size = 256, 128, 64, 128
     c.stages[0].epochs = 1
   return c
+
+
+# python -m experiments.report experiments/results/dense --config experiments/configs/dense.py
+REPORT = {
+  "title": "Dense baselines",
+  "notes": (
+    "Conv4 on CIFAR-10 (the shared JPEG-approximated copy), 10 epochs of SGD (lr 0.01, momentum "
+    "0.9, wd 5e-4, cosine), batch 128, crop+flip, 45k/5k split, last-epoch weights; command and "
+    "config in the JSON. The reference for later Conv4 studies."
+  ),
+}

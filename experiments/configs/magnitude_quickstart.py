@@ -49,3 +49,16 @@ def get_config(arg: str = ""):
     c.eval_batch_size = 256
     c.stages[1].pruner.sparsity.frequency = 2
   return c
+
+
+# python -m experiments.report experiments/results/magnitude_quickstart \\
+#   --config experiments/configs/magnitude_quickstart.py
+REPORT = {
+  "title": "Quickstart: Conv4 / CIFAR-10, magnitude pruning to 90% (make run)",
+  "notes": (
+    "Budget (CPU, documented in experiments/configs/quickstart.py): 15,000 training images, 1 "
+    "epoch dense SGD then 1 epoch pruning to 90% with a cubic schedule while training. A "
+    "smoke-level budget: the accuracy shows the pipeline works, not what magnitude pruning "
+    "reaches."
+  ),
+}

@@ -2,7 +2,7 @@
 
     python -m experiments.sweep --config experiments/configs/quickstart.py --grid main \\
       --runs runs/quickstart --results runs/quickstart/summaries
-    python -m experiments.report runs/quickstart/summaries --title "..."
+    python -m experiments.report runs/quickstart/summaries --config experiments/configs/quickstart.py
 
 One run per method (``method=<name>``), all on the same data (MNIST, 55k/5k train/validation split
 drawn with the seed, no augmentation), the same seed, batch 128 and E = 4 epochs of optimizer

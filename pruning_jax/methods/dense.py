@@ -42,3 +42,6 @@ def dense(*, selection: sel_lib.SelectionLike = None) -> Pruner:
     return params, masks(params, state)
 
   return Pruner(init, apply, no_update, finalize, masks)
+
+
+__all__ = ["dense"]

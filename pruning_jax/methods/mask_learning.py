@@ -166,8 +166,8 @@ def learned_mask(
       ``"rescale"`` so it gets its own transform; ``"dynamic"``: ``numel / sum(z)`` of the mask
       in use, recomputed on every forward pass (gradient flows through the sum, as in the
       reference code).
-    name: the key of the mask variables in ``PrunerState.variables`` (``"scores"``,
-      ``"logits"``); their optax label is ``"variables"``.
+    name: the key of the mask variables in ``PrunerState.learned`` (``"scores"``,
+      ``"logits"``); their optax label is ``"learned"``.
     stochastic: the estimator samples, so ``apply`` needs a key whenever it uses it.
 
   Returns:
@@ -234,7 +234,7 @@ def learned_mask(
     return w
 
   def _leafwise(fn, params, state, *extra):
-    v = state.variables
+    v = state.learned
     scale = v["rescale"] if rescale == "learned" else _zeros_like_tree(v[name])
     const = state.buffers.get("constant", _zeros_like_tree(v[name]))
     return jax.tree.map(fn, params, v[name], scale, const, constant_leaves(params), *extra)
@@ -260,7 +260,7 @@ def learned_mask(
 
   def masks(params, state):
     del params
-    return jax.tree.map(lambda m: final_mask(m) if m.ndim else jnp.asarray(True), state.variables[name])
+    return jax.tree.map(lambda m: final_mask(m) if m.ndim else jnp.asarray(True), state.learned[name])
 
   def finalize(params, state):
     def leaf(p, m, s, c, has_c):
@@ -271,8 +271,8 @@ def learned_mask(
 
     return _leafwise(leaf, params, state), masks(params, state)
 
-  def labels(variables):
-    return {k: jax.tree.map(lambda _, k=k: "variables" if k == name else k, t) for k, t in variables.items()}
+  def labels(learned):
+    return {k: jax.tree.map(lambda _, k=k: "learned" if k == name else k, t) for k, t in learned.items()}
 
   return Pruner(init_fn, apply, no_update, finalize, masks, labels)
 
@@ -359,7 +359,7 @@ def aslp(
     >>> params = {"w": jnp.ones((8, 8))}
     >>> pruner = pj.methods.aslp(smart_rescale=True)
     >>> state = pruner.init(jax.random.key(0), params)
-    >>> sorted(state.variables), int(pruner.masks(params, state)["w"].sum())  # m = 0 keeps all
+    >>> sorted(state.learned), int(pruner.masks(params, state)["w"].sum())  # m = 0 keeps all
     (['logits', 'rescale'], 64)
   """
   validation.positive(temperature, "aslp: temperature")
@@ -478,3 +478,16 @@ def edge_popup(
     selection=selection,
     signed_constant=constants[signed_constant],
   )
+
+
+__all__ = [
+  "aslp",
+  "edge_popup",
+  "empirical_std",
+  "fan_in",
+  "kaiming_std",
+  "kaiming_uniform_scores",
+  "learned_mask",
+  "straight_through_mask",
+  "supermask",
+]

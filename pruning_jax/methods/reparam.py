@@ -50,7 +50,7 @@ def _check(sparsity: float, t_init: float, n: int, budget_weight: float) -> floa
 
 
 def _t_tree(t: PyTree, params: PyTree) -> PyTree:
-  """``variables["t"]`` as one t per leaf: a per-layer tree as is, the net's single t broadcast."""
+  """``learned["t"]`` as one t per leaf: a per-layer tree as is, the net's single t broadcast."""
   if jax.tree.structure(t) == jax.tree.structure(params):
     return t
   return jax.tree.map(lambda _: t, params)
@@ -130,9 +130,26 @@ def reparam(
       not say which).
     selection: the prunable leaves (default: kernels, not biases or norms).
 
-  State: ``variables = {"t": ...}`` (label ``"variables"``: give it an optimizer, or freeze it);
-  no buffers. ``Pruner.penalty`` is the budget transform over ``{"params", "variables"}``;
-  ``Pruner.metrics`` reports ``budget_cost`` (C) and ``budget_ratio`` (C / C_target).
+  Returns:
+    A :class:`pruning_jax.Pruner`. State: ``learned = {"t": ...}`` (label ``"learned"``: give
+    it an optimizer, or freeze it); no buffers. ``Pruner.penalty`` is the budget transform over
+    ``{"params", "learned"}``; ``Pruner.metrics`` reports ``budget_cost`` (C) and
+    ``budget_ratio`` (C / C_target). ``finalize`` removes exactly ``round(s N)`` weights, the
+    lowest gates over the whole selection.
+
+  Raises:
+    ValueError: a sparsity outside [0, 1), a non-positive t or n, or a negative weight.
+    TypeError: a traced sparsity.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import pruning_jax as pj
+    >>> params = {"w": jnp.linspace(-1.0, 1.0, 20).reshape(4, 5)}
+    >>> pruner = pj.methods.reparam(0.5, budget_weight=1.0)
+    >>> state = pruner.init(jax.random.key(0), params)
+    >>> _, masks = pruner.finalize(params, state)
+    >>> int(masks["w"].sum())
+    10
   """
   sparsity = _check(sparsity, t_init, n, budget_weight)
 
@@ -150,7 +167,7 @@ def reparam(
   def apply(params, state, *, key=None, train=True):
     del key, train
     sel = sel_of(params)
-    h = gates(params, state.variables["t"], sel, n)
+    h = gates(params, state.learned["t"], sel, n)
     return jax.tree.map(lambda p, g, s: p * g.astype(p.dtype) if s else p, params, h, sel)
 
   def masks(params, state):
@@ -159,7 +176,7 @@ def reparam(
 
   def finalize(params, state):
     sel = sel_of(params)
-    scores = gates(params, state.variables["t"], sel, n)
+    scores = gates(params, state.learned["t"], sel, n)
     keep = masks_lib.masks_from_scores(scores, sparsity, selection=sel, scope="global")
     seen = apply(params, state)
     return masks_lib.apply_masks(seen, keep), keep
@@ -170,14 +187,20 @@ def reparam(
     )
 
   def cost(tree):
-    return soft_count(tree["params"], tree["variables"]["t"], sel_of(tree["params"]), n)
+    return soft_count(tree["params"], tree["learned"]["t"], sel_of(tree["params"]), n)
 
   penalty = budget_penalty(
-    cost, weight=budget_weight, target_fn=lambda tree: (1.0 - sparsity) * capacity(tree["params"])
+    budget_weight,
+    cost,
+    target_fn=lambda tree: (1.0 - sparsity) * capacity(tree["params"]),
+    capacity_fn=lambda tree: capacity(tree["params"]),
   )
 
   def metrics(params, state):
-    c = soft_count(params, state.variables["t"], sel_of(params), n)
+    c = soft_count(params, state.learned["t"], sel_of(params), n)
     return {"budget_cost": c, "budget_ratio": c / ((1.0 - sparsity) * capacity(params))}
 
   return Pruner(init, apply, no_update, finalize, masks, penalty=penalty, metrics=metrics)
+
+
+__all__ = ["gates", "reparam", "soft_count"]

@@ -39,8 +39,15 @@ ScoreFn = Callable[[PyTree, PyTree | None], PyTree]  # (masked params, masked gr
 
 
 class ScoreBuffers(NamedTuple):
-  masks: PyTree  # bool per selected leaf (params' structure), 0-d True elsewhere
-  sparsity: jax.Array  # (), float32: the scheduled sparsity the masks were computed for
+  """The buffers of :func:`score_pruning`.
+
+  Attributes:
+    masks: bool per selected leaf (the params' structure), 0-d True elsewhere.
+    sparsity: (), float32: the scheduled sparsity the masks were computed for.
+  """
+
+  masks: PyTree
+  sparsity: jax.Array
 
 
 def score_pruning(
@@ -189,3 +196,6 @@ def magnitude_pruning(
     normalize=normalize,
     selection=selection,
   )
+
+
+__all__ = ["ScoreBuffers", "magnitude_pruning", "score_pruning"]

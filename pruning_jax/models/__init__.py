@@ -23,7 +23,22 @@ MODELS = {
 
 
 def get_model(name: str, **kwargs):
-  """A model by name (``MODELS``) with keyword overrides (e.g. ``num_classes``, widths)."""
+  """A model by name (``MODELS``) with keyword overrides (e.g. ``num_classes``, widths).
+
+  Args:
+    name: a key of ``MODELS``.
+    **kwargs: the constructor's overrides.
+
+  Returns:
+    The Flax module.
+
+  Raises:
+    ValueError: an unknown name.
+
+  Example:
+    >>> get_model("lenet300100", widths=(30, 10)).widths
+    (30, 10)
+  """
   if name not in MODELS:
     raise ValueError(f"Unknown model {name!r}; expected one of {sorted(MODELS)}.")
   return MODELS[name](**kwargs)

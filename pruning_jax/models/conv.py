@@ -13,6 +13,16 @@ from pruning_jax.models.layers import Conv3x3, he_normal_fan_in, torch_bias_init
 
 
 class ConvNet(nn.Module):
+  """Conv-n: 3x3 conv-ReLU pairs, a 2x2 max-pool after each pair, then a ReLU MLP.
+
+  Attributes:
+    conv_widths: output channels of each conv layer.
+    dense_widths: widths of the hidden dense layers.
+    num_classes: classifier outputs.
+    he_normal: Kaiming-normal (fan-in) kernels as in the papers; False: Flax's lecun_normal.
+    torch_bias: biases U(+-1/sqrt(fan_in)) as in PyTorch (ASLP keeps them frozen).
+  """
+
   conv_widths: Sequence[int] = (64, 64)
   dense_widths: Sequence[int] = (256, 256)
   num_classes: int = 10
@@ -39,12 +49,60 @@ class ConvNet(nn.Module):
 
 
 def conv2(**kw) -> ConvNet:
+  """Conv2: two 64-channel convs, FC 256-256-10.
+
+  Args:
+    **kw: any field of :class:`ConvNet` (``num_classes``, widths, ...).
+
+  Returns:
+    The :class:`ConvNet` module.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> model = conv2(num_classes=10)
+    >>> params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+    >>> model.apply(params, jnp.zeros((1, 32, 32, 3))).shape
+    (1, 10)
+  """
   return ConvNet(**{"conv_widths": (64, 64), **kw})
 
 
 def conv4(**kw) -> ConvNet:
+  """Conv4: convs 64-64-128-128, FC 256-256-10.
+
+  Args:
+    **kw: any field of :class:`ConvNet` (``num_classes``, widths, ...).
+
+  Returns:
+    The :class:`ConvNet` module.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> model = conv4(num_classes=10)
+    >>> params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+    >>> model.apply(params, jnp.zeros((1, 32, 32, 3))).shape
+    (1, 10)
+  """
   return ConvNet(**{"conv_widths": (64, 64, 128, 128), **kw})
 
 
 def conv6(**kw) -> ConvNet:
+  """Conv6: convs 64-64-128-128-256-256, FC 256-256-10.
+
+  Args:
+    **kw: any field of :class:`ConvNet` (``num_classes``, widths, ...).
+
+  Returns:
+    The :class:`ConvNet` module.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> model = conv6(num_classes=10)
+    >>> params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+    >>> model.apply(params, jnp.zeros((1, 32, 32, 3))).shape
+    (1, 10)
+  """
   return ConvNet(**{"conv_widths": (64, 64, 128, 128, 256, 256), **kw})
+
+
+__all__ = ["ConvNet", "conv2", "conv4", "conv6"]

@@ -10,6 +10,13 @@ import jax
 
 
 class LeNet300100(nn.Module):
+  """LeNet-300-100: a ReLU MLP on the flattened image.
+
+  Attributes:
+    widths: hidden widths.
+    num_classes: classifier outputs.
+  """
+
   widths: Sequence[int] = (300, 100)
   num_classes: int = 10
 
@@ -23,6 +30,14 @@ class LeNet300100(nn.Module):
 
 
 class LeNet5(nn.Module):
+  """LeNet-5: two 5x5 conv-ReLU-maxpool stages, then a ReLU MLP.
+
+  Attributes:
+    conv_widths: output channels of the two convs.
+    dense_widths: hidden widths.
+    num_classes: classifier outputs.
+  """
+
   conv_widths: Sequence[int] = (6, 16)
   dense_widths: Sequence[int] = (120, 84)
   num_classes: int = 10
@@ -36,3 +51,6 @@ class LeNet5(nn.Module):
     for w in self.dense_widths:
       x = nn.relu(nn.Dense(w)(x))
     return nn.Dense(self.num_classes)(x)
+
+
+__all__ = ["LeNet300100", "LeNet5"]

@@ -18,6 +18,14 @@ def _bn(train: bool) -> nn.BatchNorm:
 
 
 class BasicBlock(nn.Module):
+  """conv-BN-ReLU-conv-BN plus the shortcut (a 1x1 conv-BN where the shape changes), ReLU.
+
+  Attributes:
+    inner: channels of the first conv (the width Pruning from Scratch prunes).
+    out: channels of the second conv and of the residual stream.
+    stride: stride of the first conv and the shortcut.
+  """
+
   inner: int
   out: int
   stride: int = 1
@@ -36,6 +44,15 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
+  """A CIFAR ResNet of BasicBlocks: a 3x3 stem, stages that halve the map, global pooling.
+
+  Attributes:
+    stage_widths: residual width of each stage.
+    blocks_per_stage: BasicBlocks per stage.
+    inner_widths: one inner width per block (default: its stage width).
+    num_classes: classifier outputs.
+  """
+
   stage_widths: Sequence[int] = (16, 32, 64)
   blocks_per_stage: Sequence[int] = (3, 3, 3)
   inner_widths: Sequence[int] | None = None  # one per block; default = the stage width
@@ -59,12 +76,60 @@ class CifarResNet(nn.Module):
 
 
 def resnet20(**kw) -> CifarResNet:
+  """ResNet-20 (He et al. 2016): 3 stages of 3 blocks, widths 16/32/64.
+
+  Args:
+    **kw: any field of :class:`CifarResNet` (``num_classes``, widths, ...).
+
+  Returns:
+    The :class:`CifarResNet` module.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> model = resnet20(num_classes=10)
+    >>> params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+    >>> model.apply(params, jnp.zeros((1, 32, 32, 3))).shape
+    (1, 10)
+  """
   return CifarResNet(**{"stage_widths": (16, 32, 64), "blocks_per_stage": (3, 3, 3), **kw})
 
 
 def resnet56(**kw) -> CifarResNet:
+  """ResNet-56: 3 stages of 9 blocks, widths 16/32/64.
+
+  Args:
+    **kw: any field of :class:`CifarResNet` (``num_classes``, widths, ...).
+
+  Returns:
+    The :class:`CifarResNet` module.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> model = resnet56(num_classes=10)
+    >>> params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+    >>> model.apply(params, jnp.zeros((1, 32, 32, 3))).shape
+    (1, 10)
+  """
   return CifarResNet(**{"stage_widths": (16, 32, 64), "blocks_per_stage": (9, 9, 9), **kw})
 
 
 def resnet18(**kw) -> CifarResNet:
+  """ResNet-18 for CIFAR: 4 stages of 2 blocks, widths 64/128/256/512.
+
+  Args:
+    **kw: any field of :class:`CifarResNet` (``num_classes``, widths, ...).
+
+  Returns:
+    The :class:`CifarResNet` module.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> model = resnet18(num_classes=10)
+    >>> params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+    >>> model.apply(params, jnp.zeros((1, 32, 32, 3))).shape
+    (1, 10)
+  """
   return CifarResNet(**{"stage_widths": (64, 128, 256, 512), "blocks_per_stage": (2, 2, 2, 2), **kw})
+
+
+__all__ = ["BasicBlock", "CifarResNet", "resnet18", "resnet20", "resnet56"]

@@ -19,6 +19,14 @@ CFGS = {
 
 
 class VGG(nn.Module):
+  """VGG for CIFAR: 3x3 conv-BN-ReLU stacks with 2x2 max-pools, one linear classifier.
+
+  Attributes:
+    cfg: conv widths, with ``"M"`` where a max-pool goes.
+    num_classes: classifier outputs.
+    bn_scale_init: initial BN gamma (Pruning from Scratch uses 0.5).
+  """
+
   cfg: Sequence[int | str] = CFGS["vgg16"]
   num_classes: int = 10
   bn_scale_init: float = 1.0  # Pruning from Scratch initializes gamma to 0.5
@@ -53,12 +61,63 @@ def _widths(name: str, widths: Sequence[int] | None) -> tuple:
 
 
 def vgg11(widths: Sequence[int] | None = None, **kw) -> VGG:
+  """VGG-11 with BatchNorm.
+
+  Args:
+    widths: one width per conv layer, replacing the standard ones (a pruned structure).
+    **kw: any field of :class:`VGG` (``num_classes``, widths, ...).
+
+  Returns:
+    The :class:`VGG` module.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> model = vgg11(num_classes=10)
+    >>> params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+    >>> model.apply(params, jnp.zeros((1, 32, 32, 3))).shape
+    (1, 10)
+  """
   return VGG(cfg=_widths("vgg11", widths), **kw)
 
 
 def vgg16(widths: Sequence[int] | None = None, **kw) -> VGG:
+  """VGG-16 with BatchNorm.
+
+  Args:
+    widths: one width per conv layer, replacing the standard ones (a pruned structure).
+    **kw: any field of :class:`VGG` (``num_classes``, widths, ...).
+
+  Returns:
+    The :class:`VGG` module.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> model = vgg16(num_classes=10)
+    >>> params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+    >>> model.apply(params, jnp.zeros((1, 32, 32, 3))).shape
+    (1, 10)
+  """
   return VGG(cfg=_widths("vgg16", widths), **kw)
 
 
 def vgg19(widths: Sequence[int] | None = None, **kw) -> VGG:
+  """VGG-19 with BatchNorm.
+
+  Args:
+    widths: one width per conv layer, replacing the standard ones (a pruned structure).
+    **kw: any field of :class:`VGG` (``num_classes``, widths, ...).
+
+  Returns:
+    The :class:`VGG` module.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> model = vgg19(num_classes=10)
+    >>> params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+    >>> model.apply(params, jnp.zeros((1, 32, 32, 3))).shape
+    (1, 10)
+  """
   return VGG(cfg=_widths("vgg19", widths), **kw)
+
+
+__all__ = ["CFGS", "VGG", "vgg11", "vgg16", "vgg19"]
