@@ -32,7 +32,7 @@ from pruning_jax import distributions as dist_lib
 from pruning_jax import masks as masks_lib
 from pruning_jax import selection as sel_lib
 from pruning_jax import structures as struct_lib
-from pruning_jax.pruner import InitContext, Pruner, PrunerState, StepInfo
+from pruning_jax.pruner import InitContext, Pruner, PrunerState, StepInfo, no_update
 from pruning_jax.tree import PyTree
 
 ScoreFn = Callable[[PyTree, PyTree | None], PyTree]  # (masked params, masked grads or None) -> scores
@@ -146,6 +146,9 @@ def score_pruning(
     buffers = jax.lax.cond(s != state.buffers.sparsity, recompute, lambda _: state.buffers, None)
     return state._replace(buffers=buffers)
 
+  # A constant sparsity is reached at init and never changes, so no step recomputes the masks:
+  # without the conditional the optimizer step need not wait for one.
+
   def masks(params, state):
     del params
     return state.buffers.masks
@@ -153,7 +156,7 @@ def score_pruning(
   def finalize(params, state):
     return masks_lib.apply_masks(params, state.buffers.masks), state.buffers.masks
 
-  return Pruner(init, apply, update, finalize, masks)
+  return Pruner(init, apply, update if callable(sparsity) else no_update, finalize, masks)
 
 
 def magnitude_pruning(
