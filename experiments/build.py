@@ -74,9 +74,10 @@ def call(
       the config path).
 
   Example:
-    >>> call(pj.schedules.one_shot, {"sparsity": 0.9, "at_epoch": 2}, "x", steps_per_epoch=10,
-    ...      total_steps=100)(20).item()
-    0.8999999761581543
+    >>> s = call(pj.schedules.one_shot, {"sparsity": 0.9, "at_epoch": 2}, "x", steps_per_epoch=10,
+    ...          total_steps=100)
+    >>> [round(s(t).item(), 6) for t in (19, 20)]
+    [0.0, 0.9]
   """
   sig = inspect.signature(factory)
   params = sig.parameters
@@ -200,3 +201,28 @@ def optimizer(cfg: Mapping[str, Any] | None, where: str, *, steps_per_epoch: int
   cfg = dict(_plain(cfg))
   factory = _member(optimizers, cfg.pop("name", "frozen"), f"{where}.name")
   return call(factory, cfg, where, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+
+
+def evaluator(cfg: Any, where: str):
+  """A test evaluator from a ``test_evaluators`` entry: a name or ``{"name": factory, **args}``
+  of :mod:`experiments.evaluators`.
+
+  Args:
+    cfg: the entry.
+    where: the config path.
+
+  Returns:
+    An :data:`experiments.evaluators.Evaluator`.
+
+  Raises:
+    ValueError: an unknown name or key (see :func:`call`).
+
+  Example:
+    >>> callable(evaluator({"name": "forward", "passes": 3}, "test_evaluators[0]"))
+    True
+  """
+  from experiments import evaluators
+
+  cfg = {"name": cfg} if isinstance(cfg, str) else dict(_plain(cfg))
+  factory = _member(evaluators, cfg.pop("name", None), f"{where}.name")
+  return call(factory, cfg, where, steps_per_epoch=1, total_steps=0)

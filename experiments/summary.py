@@ -58,7 +58,7 @@ def write_summary(
     "steps": int(steps),
     "test_accuracy": test["accuracy"],
     "test_loss": test["loss"],
-    **_sampled_fields(test.get("sampled")),
+    **{k: v for k, v in test.items() if k not in ("accuracy", "loss")},  # the config's test_evaluators
     "val_accuracy": val["accuracy"],
     "best_val_accuracy": best_val,
     **_curve_fields(workdir, len(config.stages) - 1),
@@ -79,16 +79,6 @@ def write_summary(
   with open(os.path.join(workdir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=1)
   return summary
-
-
-def _sampled_fields(accs: list[float] | None) -> dict[str, Any]:
-  if not accs:
-    return {}
-  return {
-    "test_accuracy_sampled_mean": float(np.mean(accs)),
-    "test_accuracy_sampled_std": float(np.std(accs)),
-    "test_accuracy_sampled": accs,
-  }
 
 
 def _curve_fields(workdir: str, stage: int, max_train_points: int = 200) -> dict[str, Any]:

@@ -59,7 +59,7 @@ _TOP_KEYS = {
   "eval_finalized": bool,
   "progress": bool,
   "normalization": (list, tuple, type(None)),
-  "sampled_test_passes": int,
+  "test_evaluators": (list, tuple),
   "init_from": (str, type(None)),
   "init_batches": int,
 }
@@ -211,6 +211,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     for i in range(min(int(config.get("init_batches", 1)), spe))
   ]
   stages = [build_stage(stage, i, spe) for i, stage in enumerate(config.stages)]
+  test_evaluators = [
+    build.evaluator(e, f"test_evaluators[{i}]") for i, e in enumerate(config.get("test_evaluators", ()))
+  ]
   rewinds = {(s.config.rewind_to.stage, s.config.rewind_to.step) for s in stages if s.config.get("rewind_to")}
 
   handoff = Handoff(init_vars["params"], None, {k: v for k, v in init_vars.items() if k != "params"})
@@ -269,7 +272,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       train_step = jax.jit(training.make_train_step(apply_fn, pruner, st.tx))
       finalized = config.eval_finalized
       eval_step = (
-        evaluators.extracted(apply_fn, pruner) if finalized else evaluators.forward(apply_fn, pruner)
+        evaluators.extracted_step(apply_fn, pruner)
+        if finalized
+        else evaluators.forward_step(apply_fn, pruner)
       )
       eval_sparsity = jax.jit(functools.partial(training.evaluated_sparsity, pruner, finalized=finalized))
       data_key = jax.random.fold_in(root, 2000 + si)
@@ -352,18 +357,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     final = state._replace(
       params=best["params"], pruner_state=best["pruner_state"], model_state=best["model_state"]
     )
-    eval_step = evaluators.extracted(apply_fn, pruner)
+    eval_step = evaluators.extracted_step(apply_fn, pruner)
     test = evaluators.evaluate(
       eval_step, final, ds.test_image, ds.test_label, ds, config.eval_batch_size, eval_key
     )
     val = evaluators.evaluate(
       eval_step, final, ds.val_image, ds.val_label, ds, config.eval_batch_size, eval_key
     )
-    passes = int(config.get("sampled_test_passes", 0))
-    if passes:
-      test["sampled"] = evaluators.sampled_accuracies(
-        apply_fn, pruner, final, ds.test_image, ds.test_label, ds, config.eval_batch_size, eval_key, passes
-      )
+    split = evaluators.Split(
+      apply_fn, pruner, final, ds.test_image, ds.test_label, ds, config.eval_batch_size, eval_key
+    )
+    for evaluator in test_evaluators:
+      test.update(evaluator(split))
     params, masks = pruner.finalize(final.params, final.pruner_state)
     ckpt_lib.save_final(workdir, params, final.model_state)
     return summary_lib.write_summary(

@@ -174,6 +174,14 @@ def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(npz, tmp_path):
     ),
     (lambda c: setattr(c, "stages", []), "'stages' is empty"),
     (lambda c: setattr(c, "normalization", "imagenet"), "'normalization' must be list/tuple/NoneType"),
+    (
+      lambda c: setattr(c, "test_evaluators", [{"name": "sampled"}]),
+      r"test_evaluators\[0\].name='sampled' is unknown; expected one of \['forward'\]",
+    ),
+    (
+      lambda c: setattr(c, "test_evaluators", [{"name": "forward", "passes": 0}]),
+      r"test_evaluators\[0\]: forward: passes must be an integer >= 1",
+    ),
   ],
 )
 def test_config_errors_name_the_key(npz, tmp_path, change, match):
@@ -207,7 +215,7 @@ def test_augment_and_order_are_seeded():
 def test_aslp_run_with_rescale_optimizer_reports_curve_and_sampled_test(npz, tmp_path):
   mask_sgd = {"name": "sgd", "lr": 50.0, "momentum": 0.9}
   rescale_sgd = {"name": "sgd", "lr": 1e-3, "momentum": 0.9}
-  c = tiny_config(npz, select_best=True, sampled_test_passes=3)
+  c = tiny_config(npz, select_best=True, test_evaluators=[{"name": "forward", "passes": 3}])
   c.stages = [
     stage(
       "aslp",

@@ -20,12 +20,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import jax
 import optax
 
 import pruning_jax as pj
+from experiments.bench.train_step import interleaved_times
 from pruning_jax import models, training
 
 OLD = "pruning_jax_before_v2"
@@ -90,25 +90,14 @@ def main(argv=None):
     x = jax.random.normal(jax.random.key(0), (128, 32, 32, 3))
     batch = {"image": x, "label": jax.random.randint(jax.random.key(1), (128,), 0, 10)}
     init_vars = model.init(jax.random.key(2), x[:1])
-    runs = {}
+    steps = {}
     for name, (new_p, old_p, wtx, vtx) in variants(po).items():
       for tag, tr, pruner in (("new", training, new_p), ("old", old_training, old_p)):
         tx = tr.optimizer(wtx, vtx, pruner=pruner)
         state = tr.init_train_state(jax.random.key(3), init_vars, pruner, tx)
-        step = jax.jit(tr.make_train_step(tr.linen_apply(model), pruner, tx))
-        state, _ = step(state, batch)
-        jax.block_until_ready(state)
-        runs[(name, tag)] = [step, state, []]
-    for _ in range(args.rounds):
-      for run in runs.values():
-        step, state, times = run
-        t = time.perf_counter()
-        for _ in range(args.steps):
-          state, metrics = step(state, batch)
-        jax.block_until_ready(metrics)
-        times.append((time.perf_counter() - t) / args.steps)
-        run[1] = state
-  med = {k: statistics.median(v[2]) for k, v in runs.items()}
+        steps[(name, tag)] = (jax.jit(tr.make_train_step(tr.linen_apply(model), pruner, tx)), state)
+    runs = interleaved_times(steps, batch, args.rounds, args.steps)
+  med = {k: statistics.median(v) for k, v in runs.items()}
   rows = {}
   print(
     f"device: {jax.devices()[0].device_kind}; Conv4, batch 128; median of {args.rounds} x {args.steps} steps"

@@ -46,6 +46,29 @@ def variants():
   }
 
 
+def interleaved_times(steps, batch, rounds: int, n: int) -> dict[str, list[float]]:
+  """Seconds per step of each ``name -> (jitted step, state)``, one list entry per round.
+
+  Every step is compiled (and run once) first; then the variants take turns, ``n`` steps each
+  per round, so slow phases of a shared machine hit all of them alike.
+  """
+  runs = {}
+  for name, (step, state) in steps.items():
+    state, _ = step(state, batch)  # compile + first masks
+    jax.block_until_ready(state)
+    runs[name] = [step, state, []]
+  for _ in range(rounds):
+    for run in runs.values():
+      step, state, times = run
+      t = time.perf_counter()
+      for _ in range(n):
+        state, metrics = step(state, batch)
+      jax.block_until_ready(metrics)
+      times.append((time.perf_counter() - t) / n)
+      run[1] = state
+  return {name: run[2] for name, run in runs.items()}
+
+
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__)
   ap.add_argument("--rounds", type=int, default=3)
@@ -57,29 +80,18 @@ def main(argv=None):
   x = jax.random.normal(jax.random.key(0), (128, 32, 32, 3))
   batch = {"image": x, "label": jax.random.randint(jax.random.key(1), (128,), 0, 10)}
   init_vars = model.init(jax.random.key(2), x[:1])
-  runs = {}
+  steps = {}
   for name, (pruner, wtx, vtx) in variants().items():
     tx = training.optimizer(wtx, vtx, pruner=pruner)
     state = training.init_train_state(jax.random.key(3), init_vars, pruner, tx)
-    step = jax.jit(training.make_train_step(apply_fn, pruner, tx))
-    state, _ = step(state, batch)  # compile + first masks
-    jax.block_until_ready(state)
-    runs[name] = [step, state, []]
-  for _ in range(args.rounds):
-    for run in runs.values():
-      step, state, times = run
-      t = time.perf_counter()
-      for _ in range(args.steps):
-        state, metrics = step(state, batch)
-      jax.block_until_ready(metrics)
-      times.append((time.perf_counter() - t) / args.steps)
-      run[1] = state
-  base = statistics.median(runs["dense"][2])
+    steps[name] = (jax.jit(training.make_train_step(apply_fn, pruner, tx)), state)
+  runs = interleaved_times(steps, batch, args.rounds, args.steps)
+  base = statistics.median(runs["dense"])
   device = jax.devices()[0].device_kind
   print(f"device: {device}; Conv4, batch 128; median of {args.rounds} rounds x {args.steps} steps")
   print(f"{'variant':<22} {'s/step':>8} {'vs dense':>9}")
   rows = {}
-  for name, (_, _, times) in runs.items():
+  for name, times in runs.items():
     med = statistics.median(times)
     rows[name] = {"s_per_step": med, "ratio_to_dense": med / base}
     print(f"{name:<22} {med:>8.3f} {med / base:>8.3f}x")

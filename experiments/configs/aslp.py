@@ -114,7 +114,7 @@ def get_config(arg: str = ""):
   # supermask's protocol; ASLP's reported number is the deterministic subnetwork (its sampled
   # test, 10 passes of the 10k test images, is too dear for the CPU budget)
   sampled = o["method"] == "supermask" or (o["method"] == "aslp" and o["budget"] == "full")
-  c.sampled_test_passes = 10 if sampled else 0
+  c.test_evaluators = [{"name": "forward", "passes": 10}] if sampled else []
   epochs = {"cpu": CPU_EPOCHS, "full": FULL_EPOCHS, "smoke": 1}[o["budget"]]
   if o["budget"] == "cpu":
     c.train_subset = CPU_TRAIN_IMAGES
@@ -126,7 +126,7 @@ def get_config(arg: str = ""):
   c.log_every_steps = 25
   if o["budget"] == "smoke":
     c.train_subset, c.val_size, c.batch_size, c.eval_batch_size = 512, 256, 64, 256
-    c.sampled_test_passes = min(c.sampled_test_passes, 2)
+    c.test_evaluators = [{"name": "forward", "passes": 2}] if sampled else []
   return c
 
 

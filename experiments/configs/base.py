@@ -42,9 +42,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_finalized = True
   c.max_steps_this_run = None  # stop (with a checkpoint) after this many steps: for tests
   c.progress = True
-  # > 0: also report the test accuracy of the method's own forward pass before extraction
-  # (train=False) this many times: sampled masks (supermask, ASLP), the soft reparametrized net
-  c.sampled_test_passes = 0
+  # test evaluations besides the extracted subnetwork's (experiments/evaluators.py), e.g.
+  # [{"name": "forward", "passes": 10}]: the method's own forward pass before extraction
+  # (train=False): sampled masks (supermask, ASLP), the soft reparametrized net
+  c.test_evaluators = []
   c.init_from = None  # a finished run's workdir: start from its reported (extracted) model
   c.init_batches = 1  # training batches a data-dependent pruner (SNIP, GraSP) scores at init
   return c

@@ -84,12 +84,12 @@ def get_config(arg: str = ""):
   weights, masks, extra = SGD, None, {}
   if method == "reparam":
     masks = {"name": "adam", "lr": 1.0}
-    c.sampled_test_passes = 1  # the soft network just before the hard prune
+    c.test_evaluators = [{"name": "forward"}]  # the soft network just before the hard prune
   if method == "aslp":
     weights = {"name": "frozen"}
     masks = {"name": "sgd", "lr": 50.0, "momentum": 0.9}
     extra = {"rescale": {"name": "sgd", "lr": 1e-3, "momentum": 0.9}}
-    c.sampled_test_passes = 5
+    c.test_evaluators = [{"name": "forward", "passes": 5}]
   c.stages = [stage(method, EPOCHS, pruner(method), weights, masks, extra)]
   if o["budget"] == "smoke":
     c.train_subset, c.val_size, c.eval_batch_size = 2048, 512, 512

@@ -134,7 +134,7 @@ def get_config(arg: str = ""):
   else:
     pruner = {"name": "reparam", "sparsity": rate, "budget_weight": float(o["lam"]), "per_layer_t": True}
     c.stages = [stage("reparam", b["epochs"], pruner, opt, T_ADAM)]
-    c.sampled_test_passes = 1  # the accuracy just before the hard prune (the soft network)
+    c.test_evaluators = [{"name": "forward"}]  # the accuracy just before the hard prune (the soft network)
   if o["budget"] == "smoke":
     c.val_size, c.batch_size, c.eval_batch_size = 128, 64, 128
     c.checkpoint_every_steps = 2
