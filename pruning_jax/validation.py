@@ -121,7 +121,8 @@ def positive(value: Any, where: str, *, allow_zero: bool = False) -> float | Non
 
 def prng_key(key: Any, where: str) -> None:
   """Checks that ``key`` is one PRNG key: a typed key (``jax.random.key``) of shape ``()`` or a
-  raw ``uint32`` key (``jax.random.PRNGKey``) of shape ``(2,)``.
+  raw ``uint32`` key (``jax.random.PRNGKey``) of shape ``(2,)`` (``(4,)`` for the rbg
+  implementations).
 
   Args:
     key: the value passed as a key.
@@ -144,10 +145,10 @@ def prng_key(key: Any, where: str) -> None:
     if tuple(shape) != ():
       raise TypeError(f"{where} must be one PRNG key, got an array of keys of shape {tuple(shape)}. {fix}")
     return
-  if dtype != jnp.uint32 or tuple(shape) != (2,):
+  if dtype != jnp.uint32 or tuple(shape) not in ((2,), (4,)):
     raise TypeError(
       f"{where} must be a PRNG key, got an array of dtype {dtype} and shape {tuple(shape)} (a raw "
-      f"key is uint32 of shape (2,)). {fix}"
+      f"key is uint32 of shape (2,), or (4,) for rbg). {fix}"
     )
 
 
