@@ -4,7 +4,10 @@ The train step of the commit before protocol v2 (``--commit``, default ed34608) 
 interleaved round by round on the same Conv4 batch, so machine noise hits both alike; the old
 package is extracted from git into a temporary folder under another name. Reported per variant:
 seconds per step of each, their ratio, and each one's ratio to its own dense step (the figure
-``experiments/results/bench_train_step`` tracks). Usage:
+``experiments/results/bench_train_step`` tracks). Timings on a shared CPU move by several percent
+from run to run, so each step's compiled program is also compared without running it: XLA's
+cost analysis (FLOPs, bytes accessed) and its counts of fusions, conditionals and while loops,
+which are the same on every run. ``--rounds 0`` reports those only. Usage:
 
     python -m experiments.bench.protocol_v2 [--rounds 5 --steps 6] [--json PATH]
 """
@@ -77,6 +80,21 @@ def variants(po):
   }
 
 
+def compiled_cost(step, state, batch) -> dict[str, float]:
+  """XLA's cost analysis of the compiled step and its count of fusions, conditionals, loops."""
+  compiled = step.lower(state, batch).compile()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost
+  hlo = compiled.as_text()
+  return {
+    "gflops": cost.get("flops", 0.0) / 1e9,
+    "mbytes_accessed": cost.get("bytes accessed", 0.0) / 1e6,
+    "fusions": hlo.count(" fusion("),
+    "conditionals": hlo.count(" conditional("),
+    "while_loops": hlo.count(" while("),
+  }
+
+
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--commit", default="ed34608")
@@ -96,28 +114,35 @@ def main(argv=None):
         tx = tr.optimizer(wtx, vtx, pruner=pruner)
         state = tr.init_train_state(jax.random.key(3), init_vars, pruner, tx)
         steps[(name, tag)] = (jax.jit(tr.make_train_step(tr.linen_apply(model), pruner, tx)), state)
-    runs = interleaved_times(steps, batch, args.rounds, args.steps)
-  med = {k: statistics.median(v) for k, v in runs.items()}
-  rows = {}
-  print(
-    f"device: {jax.devices()[0].device_kind}; Conv4, batch 128; median of {args.rounds} x {args.steps} steps"
-  )
-  print(f"{'variant':<20} {'new s':>7} {'old s':>7} {'new/old':>8} {'new/dense':>10} {'old/dense':>10}")
+    costs = {k: compiled_cost(step, state, batch) for k, (step, state) in steps.items()}
+    runs = interleaved_times(steps, batch, args.rounds, args.steps) if args.rounds else {}
+  rows = {name: {f"{tag}_compiled": costs[(name, tag)] for tag in ("new", "old")} for name in ORDER}
+  print(f"device: {jax.devices()[0].device_kind}; Conv4, batch 128; compiled step, new | old")
   for name in ORDER:
-    n, o = med[(name, "new")], med[(name, "old")]
-    rows[name] = {
-      "new_s_per_step": n,
-      "old_s_per_step": o,
-      "new_over_old": n / o,
-      "new_ratio_to_dense": n / med[("dense", "new")],
-      "old_ratio_to_dense": o / med[("dense", "old")],
-    }
-  for name in ORDER:
-    r = rows[name]
+    n, o = costs[(name, "new")], costs[(name, "old")]
     print(
-      f"{name:<20} {r['new_s_per_step']:7.3f} {r['old_s_per_step']:7.3f} {r['new_over_old']:8.3f} "
-      f"{r['new_ratio_to_dense']:10.3f} {r['old_ratio_to_dense']:10.3f}"
+      f"{name:<20} GFLOP {n['gflops']:.3f} | {o['gflops']:.3f}  MB {n['mbytes_accessed']:.1f} | "
+      f"{o['mbytes_accessed']:.1f}  fusions {n['fusions']} | {o['fusions']}  conditionals "
+      f"{n['conditionals']} | {o['conditionals']}"
     )
+  if runs:
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    print(f"timed: median of {args.rounds} rounds x {args.steps} steps")
+    print(f"{'variant':<20} {'new s':>7} {'old s':>7} {'new/old':>8} {'new/dense':>10} {'old/dense':>10}")
+    for name in ORDER:
+      n, o = med[(name, "new")], med[(name, "old")]
+      rows[name].update(
+        new_s_per_step=n,
+        old_s_per_step=o,
+        new_over_old=n / o,
+        new_ratio_to_dense=n / med[("dense", "new")],
+        old_ratio_to_dense=o / med[("dense", "old")],
+      )
+      r = rows[name]
+      print(
+        f"{name:<20} {n:7.3f} {o:7.3f} {r['new_over_old']:8.3f} {r['new_ratio_to_dense']:10.3f} "
+        f"{r['old_ratio_to_dense']:10.3f}"
+      )
   if args.json:
     os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
     with open(args.json, "w") as f:
