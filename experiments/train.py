@@ -6,7 +6,10 @@ loop only calls the Pruner's functions: there is no method branch here. Between 
 previous stage's extracted subnetwork hands over its params, masks and model state: the next
 stage's pruner starts from those masks (``InitContext.masks``), and a stage with ``rewind_to``
 then replaces the params by those an earlier stage had at a given step (kept positions only),
-with fresh optimizer state.
+with fresh optimizer state. A stage may rebuild the model with other widths (its
+``model_kwargs`` override the run's); it then starts from that model's fresh initialization
+(``reinit``, e.g. training a pruned structure from scratch), since the hand-off no longer fits;
+a stage without ``reinit`` must build the model the hand-off fits, or it is a config error.
 
 Resume is exact: a checkpoint holds the stage, the whole TrainState (params, pruner state,
 optimizer state, model state, step, PRNG key) and the best-validation record; the data order
@@ -71,6 +74,8 @@ _STAGE_KEYS = {
   "mask_optimizer": (dict, type(None)),
   "variable_optimizers": dict,
   "rewind_to": (dict, type(None)),
+  "model_kwargs": dict,
+  "reinit": bool,
 }
 
 
@@ -124,6 +129,17 @@ def _check_rewind(config) -> None:
       )
     if r["step"] < 0:
       raise ValueError(f"config key 'stages[{i}].rewind_to.step'={r['step']}: must be >= 0.")
+    if stage.get("reinit", False):
+      raise ValueError(
+        f"config stages[{i}]: reinit=True and rewind_to both say where the weights come from. Fix: keep one."
+      )
+    earlier = dict(config.stages[r["stage"]].get("model_kwargs", {}))
+    if dict(stage.get("model_kwargs", {})) != earlier:
+      raise ValueError(
+        f"config stages[{i}].rewind_to: stage {r['stage']} has model_kwargs {earlier}, this stage "
+        f"{dict(stage.get('model_kwargs', {}))}; a rewind restores weights of the same shapes. Fix: "
+        "rewind to a stage of the same model."
+      )
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -160,6 +176,44 @@ def _batch_fn(ds: data_lib.Dataset, augment: bool):
   return get
 
 
+class StageModel(NamedTuple):
+  """A stage's model: the run's, or rebuilt with the stage's ``model_kwargs``."""
+
+  apply_fn: Any
+  init_vars: Any
+
+
+def _stage_model(config, i: int, num_classes: int, root, example) -> StageModel:
+  stage = config.stages[i]
+  kwargs = {**config.get("model_kwargs", {}), **dict(stage.get("model_kwargs", {}))}
+  model = models_lib.get_model(config.model, num_classes=num_classes, **kwargs)
+  # stage 0 initialises as a run always has; a later stage's own model gets its own key
+  key = jax.random.fold_in(root, 0 if i == 0 else 5000 + i)
+  return StageModel(training.linen_apply(model), model.init(key, example))
+
+
+def _fresh_handoff(init_vars) -> Handoff:
+  return Handoff(init_vars["params"], None, {k: v for k, v in init_vars.items() if k != "params"})
+
+
+def _check_fits(h: Handoff, model: StageModel, i: int) -> None:
+  """The hand-off must have the stage model's shapes (same widths, or a shrink that built them)."""
+  want = jax.tree_util.tree_flatten_with_path(model.init_vars["params"])[0]
+  have = jax.tree_util.tree_flatten_with_path(h.params)[0]
+  if [p for p, _ in want] != [p for p, _ in have]:
+    raise ValueError(
+      f"config stages[{i}]: its model's params are not the ones the previous stage hands over. Fix: "
+      f"set stages[{i}].reinit=True to train this model from its own initialization."
+    )
+  for (path, w), (_, g) in zip(want, have, strict=True):
+    if w.shape != g.shape:
+      raise ValueError(
+        f"config stages[{i}]: the model has {jax.tree_util.keystr(path)} of shape {w.shape}, but the "
+        f"previous stage hands over {g.shape}. Fix: set stages[{i}].reinit=True (train this model from "
+        f"its own initialization) or give it the previous stage's model_kwargs."
+      )
+
+
 class Handoff(NamedTuple):
   """What one stage hands the next: its extracted params, masks and model state."""
 
@@ -194,11 +248,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     train_subset=config.get("train_subset"),
     normalization=tuple(map(tuple, config.normalization)) if config.get("normalization") else None,
   )
-  model = models_lib.get_model(config.model, num_classes=ds.num_classes, **config.get("model_kwargs", {}))
-  apply_fn = training.linen_apply(model)
   root = jax.random.PRNGKey(config.seed)
   example = jnp.zeros((1, *ds.train_image.shape[1:]), jnp.float32)
-  init_vars = model.init(jax.random.fold_in(root, 0), example)
+  models = []
+  for i, stage in enumerate(config.stages):
+    own = i > 0 and not stage.get("model_kwargs") and not stage.get("reinit", False)
+    models.append(models[0] if own else _stage_model(config, i, ds.num_classes, root, example))
+    if i > 0 and not stage.get("reinit", False):  # before any training: a bad config loses nothing
+      _check_fits(_fresh_handoff(models[i - 1].init_vars), models[i], i)
+  init_vars = models[0].init_vars
   n_train = len(ds.train_label)
   spe = n_train // config.batch_size
   if spe == 0:
@@ -216,14 +274,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   ]
   rewinds = {(s.config.rewind_to.stage, s.config.rewind_to.step) for s in stages if s.config.get("rewind_to")}
 
-  handoff = Handoff(init_vars["params"], None, {k: v for k, v in init_vars.items() if k != "params"})
+  handoff = _fresh_handoff(init_vars)
   if config.get("init_from"):
     params, model_state = ckpt_lib.load_final(config.init_from, handoff.params, handoff.model_state)
     handoff = Handoff(params, None, model_state)
 
   def fresh_state(si: int, h: Handoff, *, rewind: bool = True) -> training.TrainState:
     st = stages[si]
+    if st.config.get("reinit", False):
+      h = _fresh_handoff(models[si].init_vars)
+    elif si > 0:
+      _check_fits(h, models[si], si)
     key = jax.random.fold_in(root, 1000 + si)
+    apply_fn = models[si].apply_fn
     context = training.init_context(apply_fn, h.model_state, batches=context_batches, masks=h.masks)
     state = training.init_train_state(key, {"params": h.params, **h.model_state}, st.pruner, st.tx, context)
     r = st.config.get("rewind_to")
@@ -237,8 +300,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   def template_for(meta):
     si = meta["stage"]
-    # shapes only: every stage has the model's shapes (masks, not surgery)
-    shapes = jax.eval_shape(lambda: fresh_state(si, handoff, rewind=False))
+    # shapes only: those of the stage's own model (a stage may rebuild it with other widths)
+    shapes = jax.eval_shape(lambda: fresh_state(si, _fresh_handoff(models[si].init_vars), rewind=False))
     return {"train": shapes, "best": jax.eval_shape(lambda: _record(shapes, si, 0.0))}
 
   ckpt = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"))
@@ -269,6 +332,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         state = fresh_state(si, handoff)
       if best is None:
         best = _record(state, si, -1.0)
+      apply_fn = models[si].apply_fn
       train_step = jax.jit(training.make_train_step(apply_fn, pruner, st.tx))
       finalized = config.eval_finalized
       eval_step = (
@@ -353,7 +417,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         state, best = None, None
 
     # the reported model: the best-validation one of the last stage, or the last one
-    pruner = stages[-1].pruner
+    pruner, apply_fn = stages[-1].pruner, models[-1].apply_fn
     final = state._replace(
       params=best["params"], pruner_state=best["pruner_state"], model_state=best["model_state"]
     )

@@ -7,6 +7,7 @@ import shutil
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -17,6 +18,7 @@ from experiments import checkpoints as ckpt_lib
 from experiments import data as data_lib
 from experiments import train
 from experiments.configs.base import base_config, stage
+from pruning_jax import models as models_lib
 
 SGD = {"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "lr_schedule": "cosine"}
 
@@ -119,6 +121,44 @@ def test_resume_is_bit_exact(npz, tmp_path):
     assert resumed[key] == full[key], key
 
 
+def _narrower_from_scratch(npz, **overrides):
+  c = tiny_config(npz, **overrides)
+  c.stages = [stage("dense", 1, {"name": "dense"}, SGD), stage("scratch", 1, {"name": "dense"}, SGD)]
+  c.stages[1].model_kwargs = {"conv_widths": (4, 8)}
+  c.stages[1].reinit = True
+  return c
+
+
+def test_a_stage_trains_a_narrower_model_from_scratch_and_resumes_exactly(npz, tmp_path):
+  full = train.train_and_evaluate(_narrower_from_scratch(npz), str(tmp_path / "full"))
+  part = tmp_path / "part"
+  steps_per_stage = full["steps"] // 2
+  first = train.train_and_evaluate(
+    _narrower_from_scratch(npz, max_steps_this_run=steps_per_stage + 1), str(part)
+  )
+  assert first == {"interrupted": True, "stage": 1, "step": 1}  # stopped inside the narrower stage
+  resumed = train.train_and_evaluate(_narrower_from_scratch(npz), str(part))
+  a, b = _final_params(tmp_path / "full"), _final_params(part)
+  assert a["params"]["Conv3x3_0"]["kernel"].shape == (3, 3, 3, 4)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  narrow = models_lib.get_model("conv2", num_classes=10, conv_widths=(4, 8), dense_widths=(16, 16))
+  example = jnp.zeros((1, 32, 32, 3))
+  n = sum(x.size for x in jax.tree.leaves(narrow.init(jax.random.key(0), example)["params"]))
+  assert full["params_total"] == resumed["params_total"] == n
+  assert resumed["test_accuracy"] == full["test_accuracy"]
+
+
+def test_a_stage_whose_model_the_hand_off_does_not_fit_is_refused_before_training(npz, tmp_path):
+  c = _narrower_from_scratch(npz)
+  c.stages[1].reinit = False
+  with pytest.raises(
+    ValueError, match=r"stages\[1\]: the model has \['Conv3x3_0'\]\['bias'\] of shape \(4,\).*reinit=True"
+  ):
+    train.train_and_evaluate(c, str(tmp_path))
+  assert not os.path.exists(tmp_path / "metrics.jsonl")
+
+
 def test_corrupted_checkpoint_falls_back_to_previous(npz, tmp_path, capsys):
   train.train_and_evaluate(tiny_config(npz, max_steps_this_run=4, checkpoint_every_steps=1), str(tmp_path))
   ckdir = tmp_path / "checkpoints"
@@ -173,6 +213,20 @@ def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(npz, tmp_path):
       r"rewind_to.stage'=1: must be an earlier",
     ),
     (lambda c: setattr(c, "stages", []), "'stages' is empty"),
+    (
+      lambda c: (
+        setattr(c.stages[1], "rewind_to", {"stage": 0, "step": 0}),
+        setattr(c.stages[1], "reinit", True),
+      ),
+      r"stages\[1\]: reinit=True and rewind_to both",
+    ),
+    (
+      lambda c: (
+        setattr(c.stages[1], "rewind_to", {"stage": 0, "step": 0}),
+        setattr(c.stages[1], "model_kwargs", {"conv_widths": (4, 8)}),
+      ),
+      r"stages\[1\].rewind_to: stage 0 has model_kwargs \{\}",
+    ),
     (lambda c: setattr(c, "normalization", "imagenet"), "'normalization' must be list/tuple/NoneType"),
     (
       lambda c: setattr(c, "test_evaluators", [{"name": "sampled"}]),

@@ -92,6 +92,7 @@ def compiled_cost(step, state, batch) -> dict[str, float]:
     "fusions": hlo.count(" fusion("),
     "conditionals": hlo.count(" conditional("),
     "while_loops": hlo.count(" while("),
+    "hlo_instructions": sum(1 for line in hlo.splitlines() if " = " in line),
   }
 
 
