@@ -1,0 +1,411 @@
+"""Channel dependency groups read off the jaxpr: which array axes must shrink together.
+
+Removing output channel c of a conv also removes input channel c of the next conv, entry c of
+its bias and of the BatchNorm after it (scale, bias, running mean and variance), and, through a
+flatten, every row of the next dense kernel that channel c becomes. A residual add ties the
+channels on both of its sides. :func:`channel_groups` finds these couplings by abstract
+interpretation of the jaxpr of ``fn(tree, *inputs)``: every axis of every value carries the
+channel space it indexes, if any, and each primitive states how the spaces of its operands and
+results relate (a dot or conv contracts one space with another, an element-wise op or a bias
+add unifies them, a flatten folds one into a larger axis). The spaces that end up joined form a
+group; a group that reaches a network input or output can never shrink.
+
+Supported primitives cover conv/dense networks with biases, BatchNorm, activations, pooling,
+global average pooling, flatten and residual adds, including the calls Flax and custom
+gradients wrap them in. Any other primitive that touches a channel axis is an error naming it:
+a group must never be silently wrong.
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> params = {"a": jnp.ones((4, 8)), "b": jnp.ones(8), "c": jnp.ones((8, 3))}
+  >>> fn = lambda p, x: jax.nn.relu(x @ p["a"] + p["b"]) @ p["c"]
+  >>> [g.describe() for g in channel_groups(fn, params, jnp.ones((2, 4))) if g.prunable]
+  ['8 channels: a axis 1, b axis 0, c axis 0']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+from jax.extend import core as jcore
+
+from pruning_jax.tree import PyTree, leaves_with_paths, path_str
+
+__all__ = ["ChannelGroup", "Member", "channel_groups"]
+
+
+class Member(NamedTuple):
+  """One array axis of a group.
+
+  Attributes:
+    path: slash path of the leaf.
+    axis: the axis.
+    inner: channel c occupies the indices ``i`` with ``(i // inner) % channels == c`` (1 for a
+      plain channel axis; a flatten into a dense kernel gives ``inner > 1`` or repeats).
+  """
+
+  path: str
+  axis: int
+  inner: int
+
+
+class ChannelGroup(NamedTuple):
+  """Array axes that index the same channels and must shrink together.
+
+  Attributes:
+    channels: the number of channels.
+    members: the (leaf, axis) pairs, in flatten order of the tree.
+    prunable: False when the channels reach a network input or output (e.g. image channels,
+      class logits), which cannot shrink.
+  """
+
+  channels: int
+  members: tuple[Member, ...]
+  prunable: bool
+
+  def describe(self) -> str:
+    """The group on one line, e.g. ``'8 channels: a axis 1, b axis 0'``."""
+    parts = [
+      f"{m.path} axis {m.axis}" + (f" (inner {m.inner})" if m.inner != 1 else "") for m in self.members
+    ]
+    fixed = "" if self.prunable else " (fixed: reaches an input or output)"
+    return f"{self.channels} channels{fixed}: " + ", ".join(parts)
+
+
+class _Dim(NamedTuple):
+  space: int
+  inner: int  # channel c is at indices (i // inner) % channels; 1 for a plain channel axis
+  length: int  # the axis' length: the channel count, or a multiple after a flatten
+
+
+class _Spaces:
+  """Union-find over channel spaces, each with its channel count."""
+
+  def __init__(self):
+    self.parent: list[int] = []
+    self.size: list[int] = []
+    self.fixed: list[bool] = []
+    # a plain space found to be a flattened view of another: root -> (space, inner)
+    self.alias: dict[int, tuple[int, int]] = {}
+
+  def new(self, size: int) -> int:
+    self.parent.append(len(self.parent))
+    self.size.append(size)
+    self.fixed.append(False)
+    return len(self.parent) - 1
+
+  def find(self, i: int) -> int:
+    while self.parent[i] != i:
+      self.parent[i] = self.parent[self.parent[i]]
+      i = self.parent[i]
+    return i
+
+  def union(self, a: int, b: int, where: str) -> None:
+    a, b = self.find(a), self.find(b)
+    if a == b:
+      return
+    if self.size[a] != self.size[b]:
+      raise ValueError(f"channel_groups: {where} joins {self.size[a]} channels with {self.size[b]}.")
+    self.parent[b] = a
+    self.fixed[a] = self.fixed[a] or self.fixed[b]
+
+
+Dims = list  # per axis: a _Dim or None (batch, spatial, or an axis that is no channel)
+
+
+def _plain_dims(spaces: _Spaces, shape: Sequence[int]) -> Dims:
+  return [_Dim(spaces.new(int(n)), 1, int(n)) if n > 1 else None for n in shape]
+
+
+class _Tracer:
+  def __init__(self, spaces: _Spaces):
+    self.spaces = spaces
+    self.spatial: list[int] = []  # spaces of kernel window axes: never channels
+
+  def join(self, a: _Dim | None, b: _Dim | None, where: str) -> _Dim | None:
+    if a is None or b is None:  # e.g. a constant of the full shape: it adds no channel
+      return a if a is not None else b
+    if a.length != b.length:
+      raise ValueError(f"channel_groups: {where} joins axes of length {a.length} and {b.length}.")
+    sp = self.spaces
+    plain_a = a.inner == 1 and sp.size[sp.find(a.space)] == a.length
+    plain_b = b.inner == 1 and sp.size[sp.find(b.space)] == b.length
+    if plain_a != plain_b:  # one side is a flattened view of channels: the other becomes one too
+      view, plain = (b, a) if plain_a else (a, b)
+      root = sp.find(plain.space)
+      sp.alias[root] = (view.space, view.inner)
+      if sp.fixed[root]:
+        self._fix(view)
+      return view
+    if a.inner != b.inner:
+      raise ValueError(f"channel_groups: {where} joins channel layouts of stride {a.inner} and {b.inner}.")
+    sp.union(a.space, b.space, where)
+    return a
+
+  def _fix(self, d: _Dim) -> None:
+    self.spaces.fixed[self.spaces.find(d.space)] = True
+
+  def fix_all(self, dims: Dims) -> None:
+    for d in dims:
+      if d is not None:
+        self._fix(d)
+
+  def elementwise(self, eqn, ins: list[Dims]) -> list[Dims]:
+    shape = eqn.outvars[0].aval.shape
+    out: Dims = [None] * len(shape)
+    for v, dims in zip(eqn.invars, ins, strict=True):
+      vshape = _shape(v)
+      if len(vshape) != len(shape):
+        if vshape == ():
+          continue
+        raise ValueError(
+          f"channel_groups: {eqn.primitive} with operands of rank {len(vshape)} and {len(shape)}."
+        )
+      for i, (d, n) in enumerate(zip(dims, vshape, strict=True)):
+        if n == shape[i]:
+          out[i] = self.join(out[i], d, str(eqn.primitive))
+    return [out]
+
+  def run(self, jaxpr: jcore.Jaxpr, ins: list[Dims]) -> list[Dims]:
+    env: dict[Any, Dims] = {}
+
+    def read(v):
+      if isinstance(v, jcore.Literal):
+        return [None] * len(np.shape(v.val))
+      return env[v]
+
+    for v, dims in zip(jaxpr.invars, ins, strict=True):
+      env[v] = dims
+    for v in jaxpr.constvars:
+      env[v] = [None] * len(v.aval.shape)
+    for eqn in jaxpr.eqns:
+      outs = self.eqn(eqn, [read(v) for v in eqn.invars])
+      for v, dims in zip(eqn.outvars, outs, strict=True):
+        env[v] = dims
+    return [read(v) for v in jaxpr.outvars]
+
+  def eqn(self, eqn, ins: list[Dims]) -> list[Dims]:
+    name = eqn.primitive.name
+    sub = _sub_jaxpr(eqn)
+    if sub is not None:
+      return self.run(sub.jaxpr, ins)
+    if name in _ELEMENTWISE:
+      return self.elementwise(eqn, ins)
+    if name in _PASS_FIRST:
+      return [list(ins[0])]
+    if name == "broadcast_in_dim":
+      out: Dims = [None] * len(eqn.params["shape"])
+      for d, axis, n in zip(ins[0], eqn.params["broadcast_dimensions"], _shape(eqn.invars[0]), strict=True):
+        if n == eqn.params["shape"][axis]:
+          out[axis] = d
+      return [out]
+    if name == "transpose":
+      return [[ins[0][p] for p in eqn.params["permutation"]]]
+    if name in ("reduce_sum", "reduce_max", "reduce_min", "argmax", "argmin"):
+      axes = set(eqn.params["axes"])
+      dropped = [d for i, d in enumerate(ins[0]) if i in axes]
+      if name in ("argmax", "argmin"):
+        self.fix_all(dropped)
+      return [[d for i, d in enumerate(ins[0]) if i not in axes]]
+    if name == "reduce_window_max" or name == "reduce_window_sum" or name == "reduce_window":
+      dims = eqn.params.get("window_dimensions")
+      self._no_window_over_channels(eqn, ins[0], dims)
+      return [list(ins[0])]
+    if name == "reshape":
+      return [self.reshape(eqn, ins[0])]
+    if name == "squeeze":
+      drop = {a % len(ins[0]) for a in eqn.params["dimensions"]}
+      return [[d for i, d in enumerate(ins[0]) if i not in drop]]
+    if name == "expand_dims":
+      out = list(ins[0])
+      for a in sorted(eqn.params["dimensions"]):
+        out.insert(a, None)
+      return [out]
+    if name == "dot_general":
+      return [self.dot(eqn, ins)]
+    if name == "conv_general_dilated":
+      return [self.conv(eqn, ins)]
+    if name in _NO_CHANNELS:
+      for dims in ins:
+        self.fix_all(dims)
+      return [[None] * len(v.aval.shape) for v in eqn.outvars]
+    raise ValueError(
+      f"channel_groups: the primitive {name!r} is not supported (it may move or mix channels in a way "
+      "this tracer cannot follow). Fix: trace a function without it, or extend pruning_jax.surgery."
+    )
+
+  def _no_window_over_channels(self, eqn, dims: Dims, window) -> None:
+    for d, w in zip(dims, window or (), strict=False):
+      if d is not None and w != 1:
+        raise ValueError(f"channel_groups: {eqn.primitive} pools over a channel axis.")
+
+  def reshape(self, eqn, dims: Dims) -> Dims:
+    old, new = tuple(_shape(eqn.invars[0])), tuple(eqn.params["new_sizes"])
+    out: Dims = [None] * len(new)
+    # walk both shapes, matching runs of axes with equal products
+    i = j = 0
+    while i < len(old) or j < len(new):
+      gi, gj = [i], [j]
+      po = old[i] if i < len(old) else 1
+      pn = new[j] if j < len(new) else 1
+      while po != pn:
+        if po < pn:
+          i += 1
+          gi.append(i)
+          po *= old[i]
+        else:
+          j += 1
+          gj.append(j)
+          pn *= new[j]
+      i, j = i + 1, j + 1
+      gi = [a for a in gi if a < len(old)]
+      gj = [a for a in gj if a < len(new)]
+      carried = [(a, dims[a]) for a in gi if dims[a] is not None]
+      if not carried:
+        continue
+      if len(carried) > 1:
+        raise ValueError("channel_groups: a reshape merges two channel axes.")
+      a, d = carried[0]
+      targets = [b for b in gj if new[b] > 1]
+      if len(targets) == 1:  # merge: the channel axis folds into one larger axis
+        inner = int(np.prod([old[k] for k in gi if k > a], dtype=np.int64)) * d.inner
+        out[targets[0]] = _Dim(d.space, inner, int(new[targets[0]]))
+      elif len(gi) == 1 and tuple(new[b] for b in gj) == (old[a],):
+        out[gj[0]] = d
+      else:
+        raise ValueError(f"channel_groups: a reshape from {old} to {new} splits a channel axis.")
+    return out
+
+  def dot(self, eqn, ins: list[Dims]) -> Dims:
+    (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+    lhs, rhs = ins
+    for a, b in zip(lc, rc, strict=True):
+      self.join(lhs[a], rhs[b], "dot_general (contraction)")
+    for a, b in zip(lb, rb, strict=True):
+      self.join(lhs[a], rhs[b], "dot_general (batch)")
+    free_l = [d for i, d in enumerate(lhs) if i not in lc and i not in lb]
+    free_r = [d for i, d in enumerate(rhs) if i not in rc and i not in rb]
+    return [lhs[a] for a in lb] + free_l + free_r
+
+  def conv(self, eqn, ins: list[Dims]) -> Dims:
+    dn = eqn.params["dimension_numbers"]
+    lhs, rhs = ins
+    groups = eqn.params["feature_group_count"]
+    if eqn.params.get("batch_group_count", 1) != 1:
+      raise ValueError("channel_groups: conv_general_dilated with batch_group_count != 1 is not supported.")
+    l_spec, r_spec, o_spec = dn.lhs_spec, dn.rhs_spec, dn.out_spec
+    out: Dims = [None] * len(o_spec)
+    if groups == 1:
+      self.join(lhs[l_spec[1]], rhs[r_spec[1]], "conv_general_dilated (input channels)")
+      out[o_spec[1]] = rhs[r_spec[0]]
+    elif groups == _shape(eqn.invars[0])[l_spec[1]] and _shape(eqn.invars[1])[r_spec[1]] == 1:
+      # depthwise: channel c in, channel c out
+      out[o_spec[1]] = self.join(lhs[l_spec[1]], rhs[r_spec[0]], "depthwise conv")
+    else:
+      raise ValueError(
+        f"channel_groups: grouped convolution (feature_group_count={groups}) is not supported."
+      )
+    for k in l_spec[2:]:
+      if lhs[k] is not None and not self.spaces.fixed[self.spaces.find(lhs[k].space)]:
+        raise ValueError("channel_groups: a convolution slides over a channel axis.")
+    self.spatial += [rhs[k].space for k in r_spec[2:] if rhs[k] is not None]
+    return out
+
+
+_ELEMENTWISE = frozenset(
+  {
+    "add", "sub", "mul", "div", "max", "min", "pow", "select_n", "add_any", "atan2", "rem",
+    "nextafter", "eq", "ne", "lt", "le", "gt", "ge", "and", "or", "xor", "clamp",
+  }
+)  # fmt: skip
+_PASS_FIRST = frozenset(
+  {
+    "neg", "exp", "log", "log1p", "expm1", "tanh", "logistic", "abs", "sign", "sqrt", "rsqrt",
+    "integer_pow", "square", "erf", "erfc", "erf_inv", "sin", "cos", "floor", "ceil", "round",
+    "is_finite", "not", "convert_element_type", "stop_gradient", "copy", "copy_p", "reduce_precision",
+    "exp2", "cbrt", "tan", "asinh", "acosh", "atanh", "real", "imag", "optimization_barrier",
+  }
+)  # fmt: skip
+# primitives whose results carry no channel of their operands (e.g. random bits)
+_NO_CHANNELS = frozenset(
+  {"iota", "random_bits", "random_seed", "random_wrap", "random_unwrap", "threefry2x32"}
+)
+
+
+def _shape(v) -> tuple[int, ...]:
+  return tuple(v.aval.shape) if hasattr(v, "aval") else tuple(np.shape(v.val))
+
+
+def _sub_jaxpr(eqn) -> jcore.ClosedJaxpr | None:
+  for key in ("jaxpr", "call_jaxpr", "fun_jaxpr"):
+    j = eqn.params.get(key)
+    if isinstance(j, jcore.ClosedJaxpr):
+      if len(j.jaxpr.invars) == len(eqn.invars):
+        return j
+    elif isinstance(j, jcore.Jaxpr) and len(j.invars) == len(eqn.invars):
+      return jcore.ClosedJaxpr(j, ())
+  return None
+
+
+def channel_groups(fn: Callable[..., Any], tree: PyTree, *inputs: Any) -> list[ChannelGroup]:
+  """The channel groups of ``fn(tree, *inputs)``: the axes of ``tree``'s leaves that must shrink
+  together.
+
+  Args:
+    fn: ``(tree, *inputs) -> outputs``, e.g. ``lambda v, x: model.apply(v, x)`` with ``v`` the
+      Flax variables (params and batch statistics, so BatchNorm's running mean and variance join
+      their channels' groups).
+    tree: the pytree whose leaves are grouped (arrays or ``jax.ShapeDtypeStruct``).
+    *inputs: example inputs; their axes and the outputs' are fixed (never shrink).
+
+  Returns:
+    One :class:`ChannelGroup` per set of joined channel axes that includes a leaf axis, in the
+    order of the first member; ``prunable`` is False for those tied to an input or output.
+
+  Raises:
+    ValueError: a primitive the tracer does not know on a channel axis, or an operation that
+      moves channels in a way it cannot follow (named).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> params = {"w1": jnp.ones((3, 5)), "w2": jnp.ones((5, 5)), "w3": jnp.ones((5, 2))}
+    >>> def fn(p, x):
+    ...   h = x @ p["w1"]
+    ...   return (h + h @ p["w2"]) @ p["w3"]  # the residual ties w1's and w2's outputs
+    >>> [g.describe() for g in channel_groups(fn, params, jnp.ones((1, 3))) if g.prunable]
+    ['5 channels: w1 axis 1, w2 axis 0, w2 axis 1, w3 axis 0']
+  """
+  leaves = leaves_with_paths(tree)
+  treedef = jax.tree.structure(tree)
+  spaces = _Spaces()
+  tracer = _Tracer(spaces)
+
+  def flat(leaf_arrays, *xs):
+    return fn(jax.tree.unflatten(treedef, leaf_arrays), *xs)
+
+  avals = [jax.ShapeDtypeStruct(np.shape(x), x.dtype) for _, x in leaves]
+  closed = jax.make_jaxpr(flat)(avals, *inputs)
+  leaf_dims = [_plain_dims(spaces, np.shape(x)) for _, x in leaves]
+  input_dims = [_plain_dims(spaces, v.aval.shape) for v in closed.jaxpr.invars[len(leaves) :]]
+  for dims in input_dims:
+    tracer.fix_all(dims)
+  outs = tracer.run(closed.jaxpr, leaf_dims + input_dims)
+  for dims in outs:
+    tracer.fix_all(dims)
+
+  spatial = {spaces.find(s) for s in tracer.spatial}
+  by_root: dict[int, list[Member]] = {}
+  for (path, _), dims in zip(leaves, leaf_dims, strict=True):
+    for axis, d in enumerate(dims):
+      if d is None:
+        continue
+      root, inner = spaces.find(d.space), d.inner
+      while root in spaces.alias:
+        target, step = spaces.alias[root]
+        root, inner = spaces.find(target), inner * step
+      if root not in spatial:
+        by_root.setdefault(root, []).append(Member(path_str(path), axis, inner))
+  return [ChannelGroup(spaces.size[r], tuple(m), not spaces.fixed[r]) for r, m in by_root.items()]
