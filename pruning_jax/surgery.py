@@ -12,7 +12,9 @@ group; a group that reaches a network input or output can never shrink.
 
 Supported primitives cover conv/dense networks with biases, BatchNorm, activations, pooling,
 global average pooling, flatten and residual adds, including the calls Flax and custom
-gradients wrap them in. Any other primitive that touches a channel axis is an error naming it:
+gradients wrap them in, depthwise convolutions with a channel multiplier (which is also how
+``lax.conv_general_dilated_patches`` works), and kernels reshaped into one contraction axis
+(their window positions are told apart from their channels by stride). Any other primitive that touches a channel axis is an error naming it:
 a group must never be silently wrong.
 
 Example:
@@ -79,6 +81,13 @@ class _Dim(NamedTuple):
   space: int
   inner: int  # channel c is at indices (i // inner) % channels; 1 for a plain channel axis
   length: int  # the axis' length: the channel count, or a multiple after a flatten
+  # further (space, inner) parts of an axis that merges several (a kernel's (C, kh, kw) reshaped
+  # into one contraction axis): matched by stride against the axis it is joined with
+  extra: tuple[tuple[int, int], ...] = ()
+
+  @property
+  def parts(self) -> tuple[tuple[int, int], ...]:
+    return ((self.space, self.inner), *self.extra)
 
 
 class _Spaces:
@@ -131,6 +140,8 @@ class _Tracer:
     if a.length != b.length:
       raise ValueError(f"channel_groups: {where} joins axes of length {a.length} and {b.length}.")
     sp = self.spaces
+    if a.extra or b.extra:
+      return self._join_parts(a, b, where)
     plain_a = a.inner == 1 and sp.size[sp.find(a.space)] == a.length
     plain_b = b.inner == 1 and sp.size[sp.find(b.space)] == b.length
     if plain_a != plain_b:  # one side is a flattened view of channels: the other becomes one too
@@ -144,6 +155,24 @@ class _Tracer:
       raise ValueError(f"channel_groups: {where} joins channel layouts of stride {a.inner} and {b.inner}.")
     sp.union(a.space, b.space, where)
     return a
+
+  def _join_parts(self, a: _Dim, b: _Dim, where: str) -> _Dim:
+    """Joins merged axes part by part, matching strides; a part without a counterpart on a
+    single-part side indexes positions inside a channel's block (a kernel window), no channel."""
+    multi, other = (a, b) if len(a.parts) >= len(b.parts) else (b, a)
+    theirs = dict((inner, space) for space, inner in other.parts)
+    matched = False
+    for space, inner in multi.parts:
+      if inner in theirs:
+        self.spaces.union(theirs.pop(inner), space, where)
+        matched = True
+      elif len(other.parts) == 1:
+        self.spatial.append(space)
+      else:
+        raise ValueError(f"channel_groups: {where} joins merged axes whose layouts do not match.")
+    if not matched or theirs:
+      raise ValueError(f"channel_groups: {where} joins merged axes whose layouts do not match.")
+    return other if len(other.parts) == 1 else multi
 
   def _fix(self, d: _Dim) -> None:
     self.spaces.fixed[self.spaces.find(d.space)] = True
@@ -266,15 +295,18 @@ class _Tracer:
       carried = [(a, dims[a]) for a in gi if dims[a] is not None]
       if not carried:
         continue
-      if len(carried) > 1:
-        raise ValueError("channel_groups: a reshape merges two channel axes.")
-      a, d = carried[0]
       targets = [b for b in gj if new[b] > 1]
-      if len(targets) == 1:  # merge: the channel axis folds into one larger axis
-        inner = int(np.prod([old[k] for k in gi if k > a], dtype=np.int64)) * d.inner
-        out[targets[0]] = _Dim(d.space, inner, int(new[targets[0]]))
-      elif len(gi) == 1 and tuple(new[b] for b in gj) == (old[a],):
-        out[gj[0]] = d
+      if len(carried) == 1 and len(gi) == 1 and tuple(new[b] for b in gj) == (old[carried[0][0]],):
+        out[gj[0]] = carried[0][1]
+      elif len(targets) == 1:  # merge: the axes fold into one larger axis, each a part of it
+        parts = []
+        for a, d in carried:
+          if d.extra:
+            raise ValueError("channel_groups: a reshape merges an axis that is already merged.")
+          stride = int(np.prod([old[k] for k in gi if k > a], dtype=np.int64)) * d.inner
+          parts.append((d.space, stride))
+        (space, inner), extra = parts[0], tuple(parts[1:])
+        out[targets[0]] = _Dim(space, inner, int(new[targets[0]]), extra)
       else:
         raise ValueError(f"channel_groups: a reshape from {old} to {new} splits a channel axis.")
     return out
@@ -302,8 +334,12 @@ class _Tracer:
       self.join(lhs[l_spec[1]], rhs[r_spec[1]], "conv_general_dilated (input channels)")
       out[o_spec[1]] = rhs[r_spec[0]]
     elif groups == _shape(eqn.invars[0])[l_spec[1]] and _shape(eqn.invars[1])[r_spec[1]] == 1:
-      # depthwise: channel c in, channel c out
-      out[o_spec[1]] = self.join(lhs[l_spec[1]], rhs[r_spec[0]], "depthwise conv")
+      # depthwise, with a channel multiplier m: input channel c gives outputs c m .. c m + m - 1
+      # (lax.conv_general_dilated_patches is one, m being the window size)
+      c_in, c_out = _shape(eqn.invars[0])[l_spec[1]], _shape(eqn.invars[1])[r_spec[0]]
+      d = lhs[l_spec[1]]
+      view = None if d is None else _Dim(d.space, d.inner * (c_out // c_in), c_out) if c_out != c_in else d
+      out[o_spec[1]] = self.join(view, rhs[r_spec[0]], "depthwise conv")
     else:
       raise ValueError(
         f"channel_groups: grouped convolution (feature_group_count={groups}) is not supported."

@@ -108,3 +108,53 @@ def test_a_reshape_that_splits_channels_is_refused():
   params = {"a": jnp.ones((4, 8)), "b": jnp.ones((4, 2))}
   with pytest.raises(ValueError, match="splits a channel axis"):
     surgery.channel_groups(lambda p, x: (x @ p["a"]).reshape(1, 2, 4) @ p["b"], params, jnp.ones((1, 4)))
+
+
+def test_vgg_groups_each_conv_with_its_batchnorm_and_the_next_conv_also_on_the_patch_path():
+  # maps of 4 px or less take Conv3x3's patches-times-kernel-matrix path: (C, kh, kw) merged
+  widths = (4, 8, 8, 8, 8, 8, 8, 8)
+  m = models.vgg11(widths=widths)
+  x = jnp.ones((2, 32, 32, 3))
+  v = m.init(jax.random.key(0), x)
+  expected = set()
+  for i, w in enumerate(widths):
+    members = {(f"params/Conv3x3_{i}/kernel", 3, 1)}
+    members |= {(f"params/BatchNorm_{i}/{k}", 0, 1) for k in ("scale", "bias")}
+    members |= {(f"batch_stats/BatchNorm_{i}/{k}", 0, 1) for k in ("mean", "var")}
+    members.add(
+      (f"params/Conv3x3_{i + 1}/kernel", 2, 1) if i + 1 < len(widths) else ("params/Dense_0/kernel", 0, 1)
+    )
+    expected.add((w, True, frozenset(members)))
+  expected.add((3, False, frozenset({("params/Conv3x3_0/kernel", 2, 1)})))
+  expected.add((10, False, frozenset({("params/Dense_0/kernel", 1, 1), ("params/Dense_0/bias", 0, 1)})))
+  assert _groups(lambda v, x: m.apply(v, x), v, x) == expected
+
+
+def test_an_equinox_cnn_with_channels_first_maps():
+  import equinox as eqx
+
+  keys = jax.random.split(jax.random.key(0), 3)
+
+  class CNN(eqx.Module):
+    c1: eqx.nn.Conv2d
+    c2: eqx.nn.Conv2d
+    d: eqx.nn.Linear
+
+    def __init__(self):
+      self.c1 = eqx.nn.Conv2d(3, 6, 3, padding=1, key=keys[0])
+      self.c2 = eqx.nn.Conv2d(6, 5, 3, padding=1, key=keys[1])
+      self.d = eqx.nn.Linear(5 * 8 * 8, 4, key=keys[2])
+
+    def __call__(self, x):
+      x = jax.nn.relu(self.c2(jax.nn.relu(self.c1(x))))
+      return self.d(x.reshape(-1))
+
+  params, static = eqx.partition(CNN(), eqx.is_array)
+  groups = _groups(lambda p, x: jax.vmap(eqx.combine(p, static))(x), params, jnp.ones((2, 3, 8, 8)))
+  assert groups == {
+    (6, True, frozenset({("c1/weight", 0, 1), ("c1/bias", 0, 1), ("c2/weight", 1, 1)})),
+    (3, False, frozenset({("c1/weight", 1, 1)})),
+    # channel c of the (5, 8, 8) map owns the 64 columns 64c .. 64c + 63 of the linear weight
+    (5, True, frozenset({("c2/weight", 0, 1), ("c2/bias", 0, 1), ("d/weight", 1, 64)})),
+    (4, False, frozenset({("d/weight", 0, 1), ("d/bias", 0, 1)})),
+  }
