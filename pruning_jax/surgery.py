@@ -14,8 +14,8 @@ Supported primitives cover conv/dense networks with biases, BatchNorm, activatio
 global average pooling, flatten and residual adds, including the calls Flax and custom
 gradients wrap them in, depthwise convolutions with a channel multiplier (which is also how
 ``lax.conv_general_dilated_patches`` works), and kernels reshaped into one contraction axis
-(their window positions are told apart from their channels by stride). Any other primitive that touches a channel axis is an error naming it:
-a group must never be silently wrong.
+(their window positions are told apart from their channels by stride). Any other primitive
+that touches a channel axis is an error naming it: a group must never be silently wrong.
 
 Example:
   >>> import jax, jax.numpy as jnp
