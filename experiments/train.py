@@ -196,10 +196,11 @@ def _fresh_handoff(init_vars) -> Handoff:
   return Handoff(init_vars["params"], None, {k: v for k, v in init_vars.items() if k != "params"})
 
 
-def _check_fits(h: Handoff, model: StageModel, i: int) -> None:
-  """The hand-off must have the stage model's shapes (same widths, or a shrink that built them)."""
+def _check_fits(params, model: StageModel, i: int) -> None:
+  """The handed-over params must have the stage model's shapes (same widths, or a shrink that
+  built them)."""
   want = jax.tree_util.tree_flatten_with_path(model.init_vars["params"])[0]
-  have = jax.tree_util.tree_flatten_with_path(h.params)[0]
+  have = jax.tree_util.tree_flatten_with_path(params)[0]
   if [p for p, _ in want] != [p for p, _ in have]:
     raise ValueError(
       f"config stages[{i}]: its model's params are not the ones the previous stage hands over. Fix: "
@@ -255,8 +256,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     own = i > 0 and not stage.get("model_kwargs") and not stage.get("reinit", False)
     models.append(models[0] if own else _stage_model(config, i, ds.num_classes, root, example))
     if i > 0 and not stage.get("reinit", False):  # before any training: a bad config loses nothing
-      _check_fits(_fresh_handoff(models[i - 1].init_vars), models[i], i)
-  init_vars = models[0].init_vars
+      _check_fits(models[i - 1].init_vars["params"], models[i], i)
   n_train = len(ds.train_label)
   spe = n_train // config.batch_size
   if spe == 0:
@@ -274,7 +274,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   ]
   rewinds = {(s.config.rewind_to.stage, s.config.rewind_to.step) for s in stages if s.config.get("rewind_to")}
 
-  handoff = _fresh_handoff(init_vars)
+  handoff = _fresh_handoff(models[0].init_vars)
   if config.get("init_from"):
     params, model_state = ckpt_lib.load_final(config.init_from, handoff.params, handoff.model_state)
     handoff = Handoff(params, None, model_state)
@@ -283,8 +283,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     st = stages[si]
     if st.config.get("reinit", False):
       h = _fresh_handoff(models[si].init_vars)
-    elif si > 0:
-      _check_fits(h, models[si], si)
     key = jax.random.fold_in(root, 1000 + si)
     apply_fn = models[si].apply_fn
     context = training.init_context(apply_fn, h.model_state, batches=context_batches, masks=h.masks)

@@ -49,12 +49,7 @@ def _check_temperature(temperature, name: str = "temperature") -> None:
   """A static temperature must be > 0 now; a traced one is checked at run time (0 would
   divide by zero and give NaN gradients)."""
   fix = "Fix: pass a positive temperature (1.0 is the papers' default; smaller values make samples harder)."
-  v = validation.scalar(temperature, name)
-  if v is None:
-    t = jnp.asarray(temperature, jnp.float32)
-    validation.check_traced(t > 0, f"{name} must be > 0; a traced value <= 0 (or NaN) was passed. {fix}")
-  elif not v > 0:
-    raise ValueError(f"{name} must be > 0, got {v!r}. {fix}")
+  validation.positive(temperature, name, traced=True, fix=fix)
 
 
 def _check_float(x: jax.Array, name: str) -> None:

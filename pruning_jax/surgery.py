@@ -34,6 +34,7 @@ import jax
 import numpy as np
 from jax.extend import core as jcore
 
+from pruning_jax.accounting import _sub_jaxpr  # the call-like primitives FLOP counting follows too
 from pruning_jax.tree import PyTree, leaves_with_paths, path_str
 
 __all__ = ["ChannelGroup", "Member", "channel_groups"]
@@ -373,17 +374,6 @@ _NO_CHANNELS = frozenset(
 
 def _shape(v) -> tuple[int, ...]:
   return tuple(v.aval.shape) if hasattr(v, "aval") else tuple(np.shape(v.val))
-
-
-def _sub_jaxpr(eqn) -> jcore.ClosedJaxpr | None:
-  for key in ("jaxpr", "call_jaxpr", "fun_jaxpr"):
-    j = eqn.params.get(key)
-    if isinstance(j, jcore.ClosedJaxpr):
-      if len(j.jaxpr.invars) == len(eqn.invars):
-        return j
-    elif isinstance(j, jcore.Jaxpr) and len(j.invars) == len(eqn.invars):
-      return jcore.ClosedJaxpr(j, ())
-  return None
 
 
 def channel_groups(fn: Callable[..., Any], tree: PyTree, *inputs: Any) -> list[ChannelGroup]:

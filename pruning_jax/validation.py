@@ -92,13 +92,17 @@ def fraction(
   return v
 
 
-def positive(value: Any, where: str, *, allow_zero: bool = False) -> float | None:
+def positive(
+  value: Any, where: str, *, allow_zero: bool = False, traced: bool = False, fix: str = ""
+) -> float | None:
   """Checks a static value ``> 0`` (``>= 0`` with ``allow_zero``); None when traced.
 
   Args:
     value: the value.
     where: the argument's name.
     allow_zero: accept 0.
+    traced: a traced value gets the same check at run time (:func:`check_traced`).
+    fix: how to fix a bad value, appended to the message.
 
   Returns:
     The float, or None for a traced value.
@@ -111,11 +115,17 @@ def positive(value: Any, where: str, *, allow_zero: bool = False) -> float | Non
     >>> positive(2, "temperature")
     2.0
   """
+  bound = ">= 0" if allow_zero else "> 0"
+  fix = f" {fix}" if fix else ""
   v = scalar(value, where)
   if v is None:
+    if traced:
+      t = jnp.asarray(value, jnp.float32)
+      ok = (t >= 0) if allow_zero else (t > 0)
+      check_traced(ok, f"{where} must be {bound}; a traced value outside that (or NaN) was passed.{fix}")
     return None
   if not (np.isfinite(v) and (v >= 0 if allow_zero else v > 0)):
-    raise ValueError(f"{where} must be {'>= 0' if allow_zero else '> 0'}, got {v!r}.")
+    raise ValueError(f"{where} must be {bound}, got {v!r}.{fix}")
   return v
 
 

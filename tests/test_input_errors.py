@@ -4,7 +4,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 import pruning_jax as pj
@@ -109,12 +108,12 @@ def test_budget_penalty_target_fn_below_zero_is_caught_at_init():
     tx.init({"w": jnp.ones(3)})
 
 
-def test_reparam_budget_carries_the_capacity():
+def test_reparam_budget_targets_the_kept_count_within_its_capacity():
   params = {"w": jnp.ones((4, 4)) * 0.1}
   pruner = pj.methods.reparam(0.5, budget_weight=1.0)
   state = pruner.init(jax.random.key(0), params)
-  tx = pruner.penalty
-  tx.init({"params": params, "learned": state.learned})  # the kept count is below the capacity
+  budget = pruner.penalty.init({"params": params, "learned": state.learned})
+  assert float(budget.target) == 0.5 * 16  # C_target = (1 - s) N: the capacity check passes it
 
 
 @pytest.mark.parametrize("ratio", [1.5, -0.1, float("nan")])
@@ -149,7 +148,7 @@ def test_a_traced_temperature_of_zero_stops_the_computation(sampler):
   x = jnp.zeros(4)
   run = jax.jit(lambda t: jax.grad(lambda x: sampler(jax.random.key(0), x, t).sum())(x))
   assert np.isfinite(np.asarray(run(1.0))).all()
-  with pytest.raises(Exception, match="must be > 0; a traced value <= 0"):
+  with pytest.raises(Exception, match="must be > 0; a traced value outside that"):
     jax.block_until_ready(run(0.0))
 
 
@@ -196,8 +195,3 @@ def test_counting_under_jit_says_to_count_outside():
     jax.jit(flops)(params)
   with pytest.raises(ValueError, match=r"count_params: params at \['w'\] is traced"):
     jax.jit(lambda p: pj.count_params(p).total)(params)
-
-
-def test_optimizer_with_a_bad_penalty_weight_never_builds():
-  with pytest.raises(ValueError):
-    optax.chain(pj.transforms.l1_penalty(-0.1), optax.sgd(0.1))

@@ -158,3 +158,13 @@ def test_an_equinox_cnn_with_channels_first_maps():
     (5, True, frozenset({("c2/weight", 0, 1), ("c2/bias", 0, 1), ("d/weight", 1, 64)})),
     (4, False, frozenset({("d/weight", 0, 1), ("d/bias", 0, 1)})),
   }
+
+
+def test_a_loop_is_refused_rather_than_read_as_one_call():
+  params = {"a": jnp.ones((4, 4))}
+
+  def fn(p, x):
+    return jax.lax.scan(lambda c, _: (c @ p["a"], None), x, None, length=3)[0]
+
+  with pytest.raises(ValueError, match="primitive 'scan' is not supported"):
+    surgery.channel_groups(fn, params, jnp.ones((1, 4)))

@@ -2,7 +2,8 @@
 
 The train step of the commit before protocol v2 (``--commit``, default ed34608) and today's run
 interleaved round by round on the same Conv4 batch, so machine noise hits both alike; the old
-package is extracted from git into a temporary folder under another name. Reported per variant:
+package is extracted from git into a temporary folder under another name (``variants`` builds
+its pruners with that commit's names, e.g. ``methods.magnitude``). Reported per variant:
 seconds per step of each, their ratio, and each one's ratio to its own dense step (the figure
 ``experiments/results/bench_train_step`` tracks). Timings on a shared CPU move by several percent
 from run to run, so each step's compiled program is also compared without running it: XLA's
