@@ -11,7 +11,10 @@ Conventions: a MAC is one multiply-accumulate; FLOPs = 2 x MACs. Dense MACs of a
 convs are right); of a ``dot_general`` ``prod(output shape) * prod(contracted dims)``. Effective
 MACs skip zero weights: ``nnz(kernel) * N * prod(output spatial)`` for a conv and
 ``nnz(weight) * prod(free dims of the other operand)`` for a dot (the ShrinkBench convention,
-border effects of padding ignored). Bias adds, activations, norms and pooling are not counted.
+border effects of padding ignored). Bias adds, activations, norms and pooling are not counted,
+nor is a convolution with a param-free one-hot kernel (``lax.conv_general_dilated_patches``,
+which copies pixels into patches), so a layer computed as patches times a kernel matrix counts
+the same MACs as the convolution it equals.
 Pass a batch of 1 for per-example figures.
 
 Example:
@@ -160,6 +163,20 @@ def _macs(eqn, ins: list[_Val], out: Any) -> tuple[int, int, _Val | None]:
   return dense, dense, None
 
 
+def _is_patch_gather(eqn, ins: list[_Val]) -> bool:
+  """A conv whose kernel is a param-free one-hot (``lax.conv_general_dilated_patches``) copies
+  pixels into patches: data movement, not multiply-accumulates of the model."""
+  if eqn.primitive.name != "conv_general_dilated":
+    return False
+  k = ins[1]
+  if k.from_input or k.origin:
+    return False
+  v = np.asarray(k.value)
+  out_axis = eqn.params["dimension_numbers"].rhs_spec[0]
+  ones_per_output = np.moveaxis(v, out_axis, 0).reshape(v.shape[out_axis], -1).sum(axis=1)
+  return bool(np.isin(v, (0, 1)).all() and (ones_per_output == 1).all())
+
+
 def _eval(jaxpr: jcore.Jaxpr, consts, args: list[_Val], names: list[str], acc: dict) -> list[_Val]:
   env: dict = {}
 
@@ -185,7 +202,7 @@ def _eval(jaxpr: jcore.Jaxpr, consts, args: list[_Val], names: list[str], acc: d
       res = eqn.primitive.bind(*[i.value for i in ins], **eqn.params)
       res = res if eqn.primitive.multiple_results else [res]
       outs = [_Val(r, origin, from_input) for r in res]
-      if eqn.primitive.name in _COUNTED:
+      if eqn.primitive.name in _COUNTED and not _is_patch_gather(eqn, ins):
         dense, eff, w = _macs(eqn, ins, res[0])
         path = "+".join(names[i] for i in sorted(w.origin)) if w is not None and w.origin else None
         acc["layers"].append(LayerFlops(path, eqn.primitive.name, dense, eff))

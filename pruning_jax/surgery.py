@@ -27,17 +27,28 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jcore
 
+from pruning_jax import validation
 from pruning_jax.accounting import _sub_jaxpr  # the call-like primitives FLOP counting follows too
-from pruning_jax.tree import PyTree, leaves_with_paths, path_str
+from pruning_jax.tree import PyTree, is_array, leaves_with_paths, path_str, static_value
 
-__all__ = ["ChannelGroup", "Member", "channel_groups"]
+__all__ = [
+  "ChannelGroup",
+  "Member",
+  "channel_groups",
+  "channel_index",
+  "channel_masks",
+  "describe_groups",
+  "shrink",
+  "shrink_module",
+]
 
 
 class Member(NamedTuple):
@@ -161,6 +172,14 @@ class _Tracer:
     """Joins merged axes part by part, matching strides; a part without a counterpart on a
     single-part side indexes positions inside a channel's block (a kernel window), no channel."""
     multi, other = (a, b) if len(a.parts) >= len(b.parts) else (b, a)
+    sp = self.spaces
+    if other.inner == 1 and sp.size[sp.find(other.space)] == other.length:
+      # a plain axis meets a merge of several (e.g. a flattened image): it is their joint view,
+      # which can only be followed when every part is fixed (an input) and so is the view
+      if all(sp.fixed[sp.find(space)] for space, _ in multi.parts):
+        self._fix(other)
+        return multi
+      raise ValueError(f"channel_groups: {where} joins a plain axis with a merge of several channel axes.")
     theirs = dict((inner, space) for space, inner in other.parts)
     matched = False
     for space, inner in multi.parts:
@@ -435,3 +454,282 @@ def channel_groups(fn: Callable[..., Any], tree: PyTree, *inputs: Any) -> list[C
       if root not in spatial:
         by_root.setdefault(root, []).append(Member(path_str(path), axis, inner))
   return [ChannelGroup(spaces.size[r], tuple(m), not spaces.fixed[r]) for r, m in by_root.items()]
+
+
+def describe_groups(groups: Sequence[ChannelGroup]) -> str:
+  """All groups, one numbered line each (the index is the one ``keep`` uses).
+
+  Args:
+    groups: from :func:`channel_groups`.
+
+  Returns:
+    The text, prunable groups first marked by their index.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> params = {"a": jnp.ones((4, 8)), "b": jnp.ones((8, 3))}
+    >>> print(describe_groups(channel_groups(lambda p, x: x @ p["a"] @ p["b"], params, jnp.ones((1, 4)))))
+    [0] 4 channels (fixed: reaches an input or output): a axis 0
+    [1] 8 channels: a axis 1, b axis 0
+    [2] 3 channels (fixed: reaches an input or output): b axis 1
+  """
+  return "\n".join(f"[{i}] {g.describe()}" for i, g in enumerate(groups))
+
+
+def channel_index(length: int, member: Member, channels: int) -> np.ndarray:
+  """The channel each index of a member axis belongs to: ``(i // inner) % channels``.
+
+  Args:
+    length: the axis' length.
+    member: the member (its ``inner``).
+    channels: the group's channel count.
+
+  Returns:
+    An int array of shape ``(length,)``.
+
+  Example:
+    >>> channel_index(6, Member("dense", 0, 2), 3).tolist()  # channels-first flatten, 2 px each
+    [0, 0, 1, 1, 2, 2]
+  """
+  return (np.arange(length) // member.inner) % channels
+
+
+Keep = Sequence[Any] | Mapping[int, Any]
+
+
+def _keep_vectors(groups: Sequence[ChannelGroup], keep: Keep, allow_collapse: bool, where: str) -> list:
+  """One bool vector (or None: keep all) per group, checked against the group."""
+  n = len(groups)
+  if isinstance(keep, Mapping):
+    bad = [k for k in keep if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < n]
+    if bad:
+      raise ValueError(
+        f"{where}: keep names groups {bad}, but there are {n} groups (indices 0..{n - 1}). Fix: key "
+        "keep by the index of the group in the list channel_groups returned (describe_groups shows it)."
+      )
+    vectors = [keep.get(i) for i in range(n)]
+  else:
+    vectors = list(keep)
+    if len(vectors) != n:
+      raise ValueError(
+        f"{where}: keep has {len(vectors)} entries for {n} groups. Fix: one bool vector (or None) per "
+        "group, or a dict {group index: bool vector}."
+      )
+  out = []
+  for i, (g, v) in enumerate(zip(groups, vectors, strict=True)):
+    if v is None:
+      out.append(None)
+      continue
+    v = v if hasattr(v, "dtype") else np.asarray(v)
+    if v.dtype != bool or v.shape != (g.channels,):
+      raise ValueError(
+        f"{where}: keep[{i}] must be a bool vector of shape ({g.channels},) for group {i} "
+        f"({g.describe()}); got {v.dtype}{list(v.shape)}. Fix: True marks a kept channel, e.g. "
+        f"np.isin(np.arange({g.channels}), kept_indices)."
+      )
+    concrete = static_value(v)
+    collapse = (
+      f"{where}: keep[{i}] removes every channel of group {i} ({g.describe()}), which disconnects "
+      "the network (layer collapse). Fix: keep at least one channel, or pass allow_collapse=True."
+    )
+    if concrete is None:
+      if not g.prunable:
+        raise ValueError(
+          f"{where}: group {i} is fixed ({g.describe()}), so its keep must be None, not traced."
+        )
+      if not allow_collapse:
+        validation.check_traced(jnp.any(v), collapse)
+      out.append(v)
+      continue
+    concrete = np.asarray(concrete)
+    if concrete.all():
+      out.append(None)
+      continue
+    if not g.prunable:
+      raise ValueError(
+        f"{where}: group {i} cannot shrink: {g.describe()}. Fix: pass None (or all True) for it."
+      )
+    if not allow_collapse and not concrete.any():
+      raise ValueError(collapse)
+    out.append(concrete)
+  return out
+
+
+def _leaf_axes(tree: PyTree, groups: Sequence[ChannelGroup], vectors: list, where: str) -> dict:
+  """``{slash path: [(axis, channel of each index, keep vector), ...]}`` for the shrinking members."""
+  shapes = {path_str(p): np.shape(x) for p, x in leaves_with_paths(tree) if is_array(x)}
+  out: dict[str, list] = {}
+  for i, (g, v) in enumerate(zip(groups, vectors, strict=True)):
+    for m in g.members:
+      if m.path not in shapes or m.axis >= len(shapes[m.path]):
+        raise ValueError(
+          f"{where}: group {i} has the member {m.path} axis {m.axis}, which this tree lacks. Fix: "
+          "compute the groups with channel_groups on this tree (e.g. the full Flax variables)."
+        )
+      length = shapes[m.path][m.axis]
+      if length % (g.channels * m.inner):
+        raise ValueError(
+          f"{where}: {m.path} axis {m.axis} has length {length}, which does not hold group {i}'s "
+          f"{g.channels} channels of {m.inner}. Fix: compute the groups on this tree."
+        )
+      if v is not None:
+        out.setdefault(m.path, []).append((m.axis, channel_index(length, m, g.channels), v))
+  return out
+
+
+def channel_masks(
+  tree: PyTree, groups: Sequence[ChannelGroup], keep: Keep, *, allow_collapse: bool = False
+) -> PyTree:
+  """Masks that zero the removed channels of every member: the masked twin of :func:`shrink`.
+
+  Applied with :func:`pruning_jax.apply_masks` to the whole tree (BatchNorm scale and bias
+  included), the network computes what the shrunk one does, with zeros where channels were.
+  Works under ``jit`` with traced keep vectors (e.g. soft filter pruning's per-epoch zeroing).
+
+  Args:
+    tree: the pytree the groups were computed on.
+    groups: from :func:`channel_groups`.
+    keep: one bool vector of length ``channels`` (True: kept) or None per group, or a dict
+      ``{group index: vector}``; groups left out keep every channel.
+    allow_collapse: allow a group to lose every channel.
+
+  Returns:
+    A mask pytree (tree's structure): members get bool masks of broadcastable shape, every other
+    leaf a 0-d True.
+
+  Raises:
+    ValueError: a keep vector of the wrong length or dtype, an index out of range, a fixed group
+      asked to shrink, a collapse, or groups that do not fit ``tree``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> params = {"a": jnp.ones((4, 3)), "b": jnp.ones((3, 2))}
+    >>> groups = channel_groups(lambda p, x: x @ p["a"] @ p["b"], params, jnp.ones((1, 4)))
+    >>> masks = channel_masks(params, groups, {1: jnp.array([True, False, True])})
+    >>> masks["a"].tolist(), masks["b"].shape
+    ([[True, False, True]], (3, 1))
+  """
+  vectors = _keep_vectors(groups, keep, allow_collapse, "channel_masks")
+  axes = _leaf_axes(tree, groups, vectors, "channel_masks")
+
+  def mask(path, leaf):
+    if not is_array(leaf):
+      return leaf
+    m = jnp.asarray(True)
+    for axis, channel, v in axes.get(path_str(path), ()):
+      shape = [1] * np.ndim(leaf)
+      shape[axis] = channel.size
+      m = m & jnp.asarray(v)[channel].reshape(shape)
+    return m
+
+  return jax.tree_util.tree_map_with_path(mask, tree)
+
+
+def shrink(
+  tree: PyTree, groups: Sequence[ChannelGroup], keep: Keep, *, allow_collapse: bool = False
+) -> PyTree:
+  """A copy of ``tree`` whose member axes hold only the kept channels.
+
+  Args:
+    tree: the pytree the groups were computed on (params, Flax variables with batch statistics,
+      an NNX state or an Equinox module's arrays).
+    groups: from :func:`channel_groups`.
+    keep: one bool vector of length ``channels`` (True: kept) or None per group, or a dict
+      ``{group index: vector}``; concrete (not traced): the shapes depend on it.
+    allow_collapse: allow a group to lose every channel.
+
+  Returns:
+    The smaller pytree, same structure; leaves outside the shrinking groups are the same objects.
+
+  Raises:
+    ValueError: a traced keep vector, a vector of the wrong length or dtype, an index out of
+      range, a fixed group asked to shrink, a collapse, or groups that do not fit ``tree``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> params = {"a": jnp.ones((4, 3)), "b": jnp.ones((3, 2))}
+    >>> groups = channel_groups(lambda p, x: x @ p["a"] @ p["b"], params, jnp.ones((1, 4)))
+    >>> small = shrink(params, groups, {1: [True, False, True]})
+    >>> small["a"].shape, small["b"].shape
+    ((4, 2), (2, 2))
+  """
+  vectors = _keep_vectors(groups, keep, allow_collapse, "shrink")
+  for i, v in enumerate(vectors):
+    if v is not None and not isinstance(v, np.ndarray):
+      raise ValueError(
+        f"shrink: keep[{i}] is traced, but the shrunk shapes depend on it. Fix: call shrink outside "
+        "jit (channel_masks is the traceable form)."
+      )
+  axes = _leaf_axes(tree, groups, vectors, "shrink")
+
+  def cut(path, leaf):
+    for axis, channel, v in axes.get(path_str(path), ()):
+      index = (slice(None),) * axis + (np.flatnonzero(v[channel]),)
+      leaf = leaf[index]
+    return leaf
+
+  return jax.tree_util.tree_map_with_path(cut, tree)
+
+
+def shrink_module(
+  module: Any,
+  variables: PyTree,
+  groups: Sequence[ChannelGroup],
+  keep: Keep,
+  *inputs: Any,
+  allow_collapse: bool = False,
+) -> tuple[Any, PyTree]:
+  """Shrinks a Flax linen model of :mod:`pruning_jax.models` with its variables.
+
+  The module must say which of its fields give the widths of a params tree
+  (``module.widths_of(params)``, as every model in :mod:`pruning_jax.models` does); the
+  returned module is ``module.clone(**widths)``, checked to initialise to exactly the shrunk
+  shapes.
+
+  Args:
+    module: the linen module.
+    variables: its variables (``{"params": ..., "batch_stats": ...}``), the tree the groups
+      were computed on.
+    groups: from :func:`channel_groups`.
+    keep: as :func:`shrink`.
+    *inputs: example inputs of ``module.init`` (shapes only are used).
+    allow_collapse: as :func:`shrink`.
+
+  Returns:
+    ``(smaller module, smaller variables)``.
+
+  Raises:
+    ValueError: what :func:`shrink` raises; a module without ``widths_of``; or a rebuilt module
+      whose variables' shapes differ from the shrunk ones (named by path).
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from pruning_jax import models
+    >>> m = models.LeNet300100(widths=(6, 4))
+    >>> x = jnp.ones((1, 8))
+    >>> v = m.init(jax.random.key(0), x)
+    >>> groups = channel_groups(lambda v, x: m.apply(v, x), v, x)
+    >>> print(describe_groups(groups).splitlines()[0])
+    [0] 6 channels: params/Dense_0/bias axis 0, params/Dense_0/kernel axis 1, params/Dense_1/kernel axis 0
+    >>> small, v2 = shrink_module(m, v, groups, {0: jnp.arange(6) < 3}, x)
+    >>> small.widths
+    (3, 4)
+  """
+  if not hasattr(module, "widths_of"):
+    raise ValueError(
+      f"shrink_module: {type(module).__name__} has no widths_of(params). Fix: use shrink on the "
+      "variables and rebuild the module yourself, or give the module a widths_of method."
+    )
+  small = shrink(variables, groups, keep, allow_collapse=allow_collapse)
+  rebuilt = module.clone(**module.widths_of(small["params"]))
+  expected = jax.eval_shape(rebuilt.init, jax.random.key(0), *inputs)
+  want = {path_str(p): np.shape(x) for p, x in leaves_with_paths(expected)}
+  got = {path_str(p): np.shape(x) for p, x in leaves_with_paths(small)}
+  wrong = sorted(p for p in want.keys() | got.keys() if want.get(p) != got.get(p))
+  if wrong:
+    detail = ", ".join(f"{p}: rebuilt {want.get(p)} vs shrunk {got.get(p)}" for p in wrong[:4])
+    raise ValueError(
+      f"shrink_module: {type(module).__name__}(**widths_of(...)) does not rebuild the shrunk shapes "
+      f"({detail}). Fix: its widths_of must read every width the groups change."
+    )
+  return rebuilt, small

@@ -112,3 +112,17 @@ def test_control_flow_is_reported_not_hidden():
 
   r = pj.count_flops(f, {"w": jnp.ones((4, 4))}, jnp.ones((1, 4)))
   assert r.uncounted == ["scan"]
+
+
+def test_a_conv_computed_as_patches_times_a_matrix_counts_the_conv_macs():
+  from pruning_jax.models import Conv3x3
+
+  x = jnp.ones((1, 4, 4, 3))
+  direct, patches = Conv3x3(5, patches_below=0), Conv3x3(5, patches_below=4)
+  params = direct.init(jax.random.key(0), x)
+  params = jax.tree.map(lambda p: p.at[..., 0].set(0.0), params)  # output channel 0 removed
+  a = pj.count_flops(lambda p, x: direct.apply(p, x), params, x)
+  b = pj.count_flops(lambda p, x: patches.apply(p, x), params, x)
+  assert a.macs == b.macs == 4 * 4 * 9 * 3 * 5
+  assert a.effective_macs == b.effective_macs == 4 * 4 * 9 * 3 * 4
+  assert [layer.path for layer in b.layers] == ["params/kernel"]  # the one-hot patch gather is not a layer

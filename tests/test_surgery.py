@@ -2,8 +2,10 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
+import pruning_jax as pj
 from pruning_jax import models, surgery
 
 
@@ -168,3 +170,211 @@ def test_a_loop_is_refused_rather_than_read_as_one_call():
 
   with pytest.raises(ValueError, match="primitive 'scan' is not supported"):
     surgery.channel_groups(fn, params, jnp.ones((1, 4)))
+
+
+# --- shrink: the shrunk network computes what the masked one does -------------------------------
+
+
+def _perturbed(tree, key):
+  """Every leaf nonzero and BN variances positive, so zeros come only from the masks."""
+  leaves, treedef = jax.tree.flatten(tree)
+  keys = jax.random.split(key, len(leaves))
+  out = [x + 0.3 * jax.random.normal(k, x.shape) + 0.05 for x, k in zip(leaves, keys, strict=True)]
+  return jax.tree.unflatten(treedef, out)
+
+
+def _positive_vars(variables):
+  if "batch_stats" not in variables:
+    return variables
+  stats = jax.tree_util.tree_map_with_path(
+    lambda p, x: jnp.abs(x) + 0.5 if surgery.path_str(p).endswith("var") else x, variables["batch_stats"]
+  )
+  return {**variables, "batch_stats": stats}
+
+
+def _random_keep(groups, key):
+  """A random keep vector for every prunable group, at least one channel kept."""
+  keep = {}
+  for i, g in enumerate(groups):
+    if g.prunable:
+      key, k = jax.random.split(key)
+      v = np.array(jax.random.bernoulli(k, 0.6, (g.channels,)))
+      v[int(jax.random.randint(k, (), 0, g.channels))] = True
+      keep[i] = v
+  return keep
+
+
+SHRINK_MODELS = {
+  "lenet300100": (lambda: models.LeNet300100(widths=(12, 8)), (3, 28, 28, 1)),
+  "lenet5": (lambda: models.LeNet5(), (3, 28, 28, 1)),
+  # widths small and maps of 4 px: Conv3x3's patch path (merged contraction axis) is exercised
+  "conv4": (lambda: models.conv4(conv_widths=(6, 8, 10, 12), dense_widths=(16, 14)), (3, 8, 8, 3)),
+  "vgg11": (lambda: models.vgg11(widths=(4, 6, 8, 8, 10, 10, 12, 12)), (2, 32, 32, 3)),
+  "resnet20": (lambda: models.resnet20(stage_widths=(4, 6, 8)), (2, 16, 16, 3)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHRINK_MODELS))
+def test_the_shrunk_model_equals_the_masked_one_in_outputs_macs_and_params(name):
+  make, shape = SHRINK_MODELS[name]
+  m = make()
+  x = jax.random.normal(jax.random.key(1), shape)
+  v = _positive_vars(_perturbed(m.init(jax.random.key(0), x), jax.random.key(2)))
+  groups = surgery.channel_groups(lambda v, x: m.apply(v, x), v, x)
+  keep = _random_keep(groups, jax.random.key(3))
+  small, v_small = surgery.shrink_module(m, v, groups, keep, x)
+  masks = surgery.channel_masks(v, groups, keep)
+  masked = pj.apply_masks(v, masks)
+
+  np.testing.assert_allclose(small.apply(v_small, x), m.apply(masked, x), rtol=2e-5, atol=2e-5)
+  x1 = x[:1]
+  shrunk_flops = pj.count_flops(lambda v, x: small.apply(v, x), v_small, x1)
+  masked_flops = pj.count_flops(lambda v, x: m.apply(v, x), masked, x1)
+  assert shrunk_flops.macs == shrunk_flops.effective_macs == masked_flops.effective_macs
+  assert masked_flops.effective_macs < masked_flops.macs
+  assert pj.count_params(v_small["params"]).total == pj.count_params(masked["params"]).nonzero
+  # each group kept exactly its channels: the widths read back equal the kept counts
+  for i, g in enumerate(groups):
+    for mem in g.members:
+      leaf = dict((surgery.path_str(p), a) for p, a in jax.tree_util.tree_flatten_with_path(v_small)[0])
+      full = dict((surgery.path_str(p), a) for p, a in jax.tree_util.tree_flatten_with_path(v)[0])
+      kept = int(keep[i].sum()) if i in keep else g.channels
+      assert leaf[mem.path].shape[mem.axis] * g.channels == full[mem.path].shape[mem.axis] * kept
+
+
+def test_shrink_and_masks_agree_on_an_mlp_for_any_keep():
+  from hypothesis import given, settings
+  from hypothesis import strategies as st
+
+  params = _perturbed(
+    {"a": jnp.ones((5, 7)), "b": jnp.ones(7), "c": jnp.ones((7, 6)), "d": jnp.ones((6, 3))}, jax.random.key(0)
+  )
+
+  def fn(p, x):
+    return jax.nn.relu(jax.nn.relu(x @ p["a"] + p["b"]) @ p["c"]) @ p["d"]
+
+  x = jax.random.normal(jax.random.key(1), (4, 5))
+  groups = surgery.channel_groups(fn, params, x)
+  sizes = {i: g.channels for i, g in enumerate(groups) if g.prunable}
+  masked_fn = jax.jit(lambda p, m, x: fn(pj.apply_masks(p, m), x))
+
+  @settings(max_examples=25, deadline=None)
+  @given(
+    st.fixed_dictionaries({i: st.lists(st.booleans(), min_size=n, max_size=n) for i, n in sizes.items()})
+  )
+  def check(bits):
+    keep = {i: np.array(b) for i, b in bits.items() if any(b)}
+    small = surgery.shrink(params, groups, keep)
+    for i, v in keep.items():
+      for mem in groups[i].members:
+        assert small[mem.path].shape[mem.axis] == v.sum()
+    got = fn(small, x)
+    want = masked_fn(params, surgery.channel_masks(params, groups, keep), x)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+  check()
+
+
+def test_shrink_keeps_exactly_the_rows_a_flattened_channel_owns():
+  # channels-first flatten: channel c owns rows 4c .. 4c + 3 of the dense kernel
+  params = {"conv": jnp.ones((3, 5, 1, 1)), "dense": jnp.arange(24.0).reshape(12, 2)}
+
+  def fn(p, x):
+    y = jax.lax.conv_general_dilated(x, p["conv"], (1, 1), "SAME", dimension_numbers=("NHWC", "OIHW", "NCHW"))
+    return y.reshape(y.shape[0], -1) @ p["dense"]
+
+  groups = surgery.channel_groups(fn, params, jnp.ones((1, 2, 2, 5)))
+  i = next(i for i, g in enumerate(groups) if g.prunable)
+  small = surgery.shrink(params, groups, {i: np.array([True, False, True])})
+  np.testing.assert_array_equal(
+    small["dense"], np.concatenate([np.arange(8.0), np.arange(16.0, 24.0)]).reshape(8, 2)
+  )
+  assert small["conv"].shape == (2, 5, 1, 1)
+
+
+def test_a_flax_nnx_model_shrinks_through_its_state():
+  from flax import nnx
+
+  class Net(nnx.Module):
+    def __init__(self, rngs):
+      self.a = nnx.Linear(4, 8, rngs=rngs)
+      self.bn = nnx.BatchNorm(8, rngs=rngs)
+      self.b = nnx.Linear(8, 3, rngs=rngs)
+
+    def __call__(self, x):
+      return self.b(nnx.relu(self.bn(self.a(x))))
+
+  net = Net(nnx.Rngs(0))
+  net.eval()
+  graphdef, state = nnx.split(net)
+  state = _perturbed(state, jax.random.key(1))
+  fn = lambda s, x: nnx.merge(graphdef, s)(x)  # noqa: E731
+  x = jax.random.normal(jax.random.key(2), (3, 4))
+  groups = surgery.channel_groups(fn, state, x)
+  (i,) = [i for i, g in enumerate(groups) if g.prunable]
+  assert groups[i].channels == 8 and len(groups[i].members) == 7  # a's kernel and bias, BN x4, b
+  keep = {i: np.arange(8) % 3 != 0}
+  small = surgery.shrink(state, groups, keep)
+  masked = pj.apply_masks(state, surgery.channel_masks(state, groups, keep))
+  np.testing.assert_allclose(fn(small, x), fn(masked, x), rtol=1e-5, atol=1e-6)
+  assert nnx.merge(graphdef, small).b.kernel[...].shape == (5, 3)
+
+
+def test_an_equinox_cnn_shrinks_as_a_module():
+  import equinox as eqx
+
+  keys = jax.random.split(jax.random.key(0), 3)
+  net = eqx.nn.Sequential(
+    [
+      eqx.nn.Conv2d(3, 6, 3, padding=1, key=keys[0]),
+      eqx.nn.Lambda(jax.nn.relu),
+      eqx.nn.Conv2d(6, 5, 3, padding=1, key=keys[1]),
+      eqx.nn.Lambda(jax.nn.relu),
+      eqx.nn.Lambda(lambda x: x.reshape(-1)),
+      eqx.nn.Linear(5 * 4 * 4, 4, key=keys[2]),
+    ]
+  )
+  arrays, static = eqx.partition(net, eqx.is_array)
+  fn = lambda p, x: jax.vmap(eqx.combine(p, static))(x)  # noqa: E731
+  x = jax.random.normal(jax.random.key(1), (2, 3, 4, 4))
+  groups = surgery.channel_groups(fn, arrays, x)
+  keep = _random_keep(groups, jax.random.key(4))
+  small = eqx.combine(surgery.shrink(arrays, groups, keep), static)
+  masked = pj.apply_masks(arrays, surgery.channel_masks(arrays, groups, keep))
+  np.testing.assert_allclose(jax.vmap(small)(x), fn(masked, x), rtol=1e-5, atol=1e-5)
+
+
+def test_shrink_refuses_what_it_cannot_honour():
+  params = {"a": jnp.ones((4, 3)), "b": jnp.ones((3, 2))}
+  groups = surgery.channel_groups(lambda p, x: x @ p["a"] @ p["b"], params, jnp.ones((1, 4)))
+  (i,) = [i for i, g in enumerate(groups) if g.prunable]
+  fixed = next(j for j, g in enumerate(groups) if not g.prunable)
+  with pytest.raises(ValueError, match=r"layer collapse.*allow_collapse=True"):
+    surgery.shrink(params, groups, {i: np.zeros(3, bool)})
+  assert surgery.shrink(params, groups, {i: np.zeros(3, bool)}, allow_collapse=True)["b"].shape == (0, 2)
+  with pytest.raises(ValueError, match=r"keep names groups \[7\], but there are 3 groups"):
+    surgery.shrink(params, groups, {7: np.ones(3, bool)})
+  with pytest.raises(ValueError, match=r"keep\[1\] must be a bool vector of shape \(3,\).*got bool\[4\]"):
+    surgery.shrink(params, groups, {i: np.ones(4, bool)})
+  with pytest.raises(ValueError, match=r"must be a bool vector.*got int64\[3\]"):
+    surgery.shrink(params, groups, {i: np.array([0, 2, 1])})
+  with pytest.raises(ValueError, match=r"keep has 1 entries for 3 groups"):
+    surgery.shrink(params, groups, [None])
+  with pytest.raises(ValueError, match=rf"group {fixed} cannot shrink: 4 channels \(fixed"):
+    surgery.shrink(params, groups, {fixed: np.arange(4) < 2})
+  with pytest.raises(ValueError, match=r"has the member a axis 0, which this tree lacks"):
+    surgery.shrink({"b": params["b"]}, groups, {i: np.arange(3) < 2})
+  with pytest.raises(ValueError, match=r"keep\[1\] is traced.*channel_masks is the traceable form"):
+    jax.jit(lambda k: surgery.shrink(params, groups, {i: k}))(np.ones(3, bool))
+  with pytest.raises(ValueError, match="shrink_module: dict has no widths_of"):
+    surgery.shrink_module({}, {"params": params}, groups, {}, jnp.ones((1, 4)))
+
+
+def test_channel_masks_under_jit_check_collapse_at_run_time():
+  params = {"a": jnp.ones((4, 3)), "b": jnp.ones((3, 2))}
+  groups = surgery.channel_groups(lambda p, x: x @ p["a"] @ p["b"], params, jnp.ones((1, 4)))
+  (i,) = [i for i, g in enumerate(groups) if g.prunable]
+  masks_of = jax.jit(lambda k: surgery.channel_masks(params, groups, {i: k}))
+  assert masks_of(np.array([True, False, True]))["b"].ravel().tolist() == [True, False, True]
+  with pytest.raises(Exception, match="layer collapse"):
+    jax.block_until_ready(masks_of(np.zeros(3, bool)))

@@ -43,6 +43,25 @@ class ConvNet(nn.Module):
       x = nn.relu(self._dense(width, x, kinit))
     return self._dense(self.num_classes, x, kinit)
 
+  def widths_of(self, params) -> dict:
+    """The width fields that build this network with the shapes of ``params`` (a shrunk copy).
+
+    Args:
+      params: the ``"params"`` collection.
+
+    Returns:
+      ``{"conv_widths": ..., "dense_widths": ...}`` for :meth:`clone` or the factories.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> m = conv2(conv_widths=(4, 6), dense_widths=(8,))
+      >>> m.widths_of(m.init(jax.random.key(0), jnp.ones((1, 8, 8, 3)))["params"])
+      {'conv_widths': (4, 6), 'dense_widths': (8,)}
+    """
+    conv = tuple(int(params[f"Conv3x3_{i}"]["kernel"].shape[-1]) for i in range(len(self.conv_widths)))
+    dense = tuple(int(params[f"Dense_{i}"]["kernel"].shape[-1]) for i in range(len(self.dense_widths)))
+    return {"conv_widths": conv, "dense_widths": dense}
+
   def _dense(self, width: int, x: jax.Array, kinit) -> jax.Array:
     binit = torch_bias_init(x.shape[-1]) if self.torch_bias else nn.initializers.zeros
     return nn.Dense(width, kernel_init=kinit, bias_init=binit)(x)

@@ -28,6 +28,23 @@ class LeNet300100(nn.Module):
       x = nn.relu(nn.Dense(w)(x))
     return nn.Dense(self.num_classes)(x)
 
+  def widths_of(self, params) -> dict:
+    """The width fields that build this network with the shapes of ``params`` (a shrunk copy).
+
+    Args:
+      params: the ``"params"`` collection.
+
+    Returns:
+      ``{"widths": ...}``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> m = LeNet300100(widths=(5, 3))
+      >>> m.widths_of(m.init(jax.random.key(0), jnp.ones((1, 4)))["params"])
+      {'widths': (5, 3)}
+    """
+    return {"widths": tuple(int(params[f"Dense_{i}"]["kernel"].shape[-1]) for i in range(len(self.widths)))}
+
 
 class LeNet5(nn.Module):
   """LeNet-5: two 5x5 conv-ReLU-maxpool stages, then a ReLU MLP.
@@ -51,6 +68,25 @@ class LeNet5(nn.Module):
     for w in self.dense_widths:
       x = nn.relu(nn.Dense(w)(x))
     return nn.Dense(self.num_classes)(x)
+
+  def widths_of(self, params) -> dict:
+    """The width fields that build this network with the shapes of ``params`` (a shrunk copy).
+
+    Args:
+      params: the ``"params"`` collection.
+
+    Returns:
+      ``{"conv_widths": ..., "dense_widths": ...}``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> m = LeNet5()
+      >>> m.widths_of(m.init(jax.random.key(0), jnp.ones((1, 28, 28, 1)))["params"])
+      {'conv_widths': (6, 16), 'dense_widths': (120, 84)}
+    """
+    conv = tuple(int(params[f"Conv_{i}"]["kernel"].shape[-1]) for i in range(len(self.conv_widths)))
+    dense = tuple(int(params[f"Dense_{i}"]["kernel"].shape[-1]) for i in range(len(self.dense_widths)))
+    return {"conv_widths": conv, "dense_widths": dense}
 
 
 __all__ = ["LeNet300100", "LeNet5"]

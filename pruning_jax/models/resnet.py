@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
+import numpy as np
 
 from pruning_jax.models.layers import Conv3x3, he_normal_fan_in
 
@@ -73,6 +74,28 @@ class CifarResNet(nn.Module):
         b += 1
     x = x.mean(axis=(1, 2))
     return nn.Dense(self.num_classes)(x)
+
+  def widths_of(self, params) -> dict:
+    """The width fields that build this network with the shapes of ``params`` (a shrunk copy).
+
+    Args:
+      params: the ``"params"`` collection.
+
+    Returns:
+      ``{"stage_widths": ..., "inner_widths": ...}``: each stage's residual width (its first
+      block's output BatchNorm) and each block's inner width (its first BatchNorm).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> m = resnet20(stage_widths=(4, 8, 16), blocks_per_stage=(1, 1, 1))
+      >>> m.widths_of(m.init(jax.random.key(0), jnp.ones((1, 8, 8, 3)))["params"])
+      {'stage_widths': (4, 8, 16), 'inner_widths': (4, 8, 16)}
+    """
+    firsts = np.cumsum((0, *self.blocks_per_stage[:-1]))
+    block = lambda b, bn: int(params[f"BasicBlock_{b}"][f"BatchNorm_{bn}"]["scale"].shape[0])  # noqa: E731
+    stage = tuple(block(int(b), 1) for b in firsts)
+    inner = tuple(block(b, 0) for b in range(sum(self.blocks_per_stage)))
+    return {"stage_widths": stage, "inner_widths": inner}
 
 
 def resnet20(**kw) -> CifarResNet:

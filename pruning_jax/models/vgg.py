@@ -48,6 +48,24 @@ class VGG(nn.Module):
     x = x.reshape(x.shape[0], -1)
     return nn.Dense(self.num_classes)(x)
 
+  def widths_of(self, params) -> dict:
+    """The cfg that builds this network with the shapes of ``params`` (a shrunk copy).
+
+    Args:
+      params: the ``"params"`` collection.
+
+    Returns:
+      ``{"cfg": ...}`` with the pools where they were.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> m = VGG(cfg=(4, "M", 6, "M"))
+      >>> m.widths_of(m.init(jax.random.key(0), jnp.ones((1, 8, 8, 3)))["params"])
+      {'cfg': (4, 'M', 6, 'M')}
+    """
+    widths = iter(int(params[f"Conv3x3_{i}"]["kernel"].shape[-1]) for i in range(len(self.cfg)))
+    return {"cfg": tuple(M if c == M else next(widths) for c in self.cfg)}
+
 
 def _widths(name: str, widths: Sequence[int] | None) -> tuple:
   cfg = CFGS[name]
@@ -65,7 +83,7 @@ def vgg11(widths: Sequence[int] | None = None, **kw) -> VGG:
 
   Args:
     widths: one width per conv layer, replacing the standard ones (a pruned structure).
-    **kw: any field of :class:`VGG` (``num_classes``, widths, ...).
+    **kw: any field of :class:`VGG` (``num_classes``, ``cfg`` in place of ``widths``, ...).
 
   Returns:
     The :class:`VGG` module.
@@ -77,7 +95,7 @@ def vgg11(widths: Sequence[int] | None = None, **kw) -> VGG:
     >>> model.apply(params, jnp.zeros((1, 32, 32, 3))).shape
     (1, 10)
   """
-  return VGG(cfg=_widths("vgg11", widths), **kw)
+  return VGG(**{"cfg": _widths("vgg11", widths), **kw})
 
 
 def vgg16(widths: Sequence[int] | None = None, **kw) -> VGG:
@@ -85,7 +103,7 @@ def vgg16(widths: Sequence[int] | None = None, **kw) -> VGG:
 
   Args:
     widths: one width per conv layer, replacing the standard ones (a pruned structure).
-    **kw: any field of :class:`VGG` (``num_classes``, widths, ...).
+    **kw: any field of :class:`VGG` (``num_classes``, ``cfg`` in place of ``widths``, ...).
 
   Returns:
     The :class:`VGG` module.
@@ -97,7 +115,7 @@ def vgg16(widths: Sequence[int] | None = None, **kw) -> VGG:
     >>> model.apply(params, jnp.zeros((1, 32, 32, 3))).shape
     (1, 10)
   """
-  return VGG(cfg=_widths("vgg16", widths), **kw)
+  return VGG(**{"cfg": _widths("vgg16", widths), **kw})
 
 
 def vgg19(widths: Sequence[int] | None = None, **kw) -> VGG:
@@ -105,7 +123,7 @@ def vgg19(widths: Sequence[int] | None = None, **kw) -> VGG:
 
   Args:
     widths: one width per conv layer, replacing the standard ones (a pruned structure).
-    **kw: any field of :class:`VGG` (``num_classes``, widths, ...).
+    **kw: any field of :class:`VGG` (``num_classes``, ``cfg`` in place of ``widths``, ...).
 
   Returns:
     The :class:`VGG` module.
@@ -117,7 +135,7 @@ def vgg19(widths: Sequence[int] | None = None, **kw) -> VGG:
     >>> model.apply(params, jnp.zeros((1, 32, 32, 3))).shape
     (1, 10)
   """
-  return VGG(cfg=_widths("vgg19", widths), **kw)
+  return VGG(**{"cfg": _widths("vgg19", widths), **kw})
 
 
 __all__ = ["CFGS", "VGG", "vgg11", "vgg16", "vgg19"]
