@@ -2,7 +2,8 @@
 
 Masks are pytrees that sit next to params, estimators are pure array functions, penalties are
 optax transforms. Submodules: ``tree``, ``selection``, ``thresholds``, ``structures``,
-``estimators``, ``criteria``, ``schedules``, ``distributions``, ``transforms``, ``accounting``.
+``estimators``, ``criteria``, ``schedules``, ``distributions``, ``transforms``, ``accounting``,
+``surgery`` (channel groups and shrinking) and ``structured`` (channel scores and targets).
 """
 
 from pruning_jax import (
@@ -13,6 +14,7 @@ from pruning_jax import (
   methods,
   schedules,
   selection,
+  structured,
   structures,
   surgery,
   thresholds,
@@ -113,6 +115,7 @@ __all__ = [
   "selection",
   "sparsity",
   "straight_through",
+  "structured",
   "structures",
   "surgery",
   "thresholds",

@@ -59,11 +59,14 @@ class Member(NamedTuple):
     axis: the axis.
     inner: channel c occupies the indices ``i`` with ``(i // inner) % channels == c`` (1 for a
       plain channel axis; a flatten into a dense kernel gives ``inner > 1`` or repeats).
+    role: ``"out"`` where a conv or dense weight produces the channels (its filters), ``"in"``
+      where one consumes them, ``"elementwise"`` for the rest (biases, norm scales, statistics).
   """
 
   path: str
   axis: int
   inner: int
+  role: str = "elementwise"
 
 
 class ChannelGroup(NamedTuple):
@@ -145,6 +148,13 @@ class _Tracer:
   def __init__(self, spaces: _Spaces):
     self.spaces = spaces
     self.spatial: list[int] = []  # spaces of kernel window axes: never channels
+    self.roles: dict[int, str] = {}  # space of a weight's axis -> "out" or "in", at its first use
+
+  def mark(self, dims: Dims, axes, role: str) -> None:
+    for a in axes:
+      if dims[a] is not None:
+        for space, _ in dims[a].parts:
+          self.roles.setdefault(space, role)
 
   def join(self, a: _Dim | None, b: _Dim | None, where: str) -> _Dim | None:
     if a is None or b is None:  # e.g. a constant of the full shape: it adds no channel
@@ -218,29 +228,41 @@ class _Tracer:
           out[i] = self.join(out[i], d, str(eqn.primitive))
     return [out]
 
-  def run(self, jaxpr: jcore.Jaxpr, ins: list[Dims]) -> list[Dims]:
+  def run(self, jaxpr: jcore.Jaxpr, ins: list[Dims], taint: list[bool]) -> tuple[list[Dims], list[bool]]:
+    """Dims of the outputs, and which depend on the network inputs (activations, not weights)."""
     env: dict[Any, Dims] = {}
+    tainted: set = set()
 
     def read(v):
       if isinstance(v, jcore.Literal):
         return [None] * len(np.shape(v.val))
       return env[v]
 
-    for v, dims in zip(jaxpr.invars, ins, strict=True):
+    for v, dims, t in zip(jaxpr.invars, ins, taint, strict=True):
       env[v] = dims
+      if t:
+        tainted.add(v)
     for v in jaxpr.constvars:
       env[v] = [None] * len(v.aval.shape)
     for eqn in jaxpr.eqns:
-      outs = self.eqn(eqn, [read(v) for v in eqn.invars])
-      for v, dims in zip(eqn.outvars, outs, strict=True):
+      t_in = [not isinstance(v, jcore.Literal) and v in tainted for v in eqn.invars]
+      outs, t_out = self.eqn(eqn, [read(v) for v in eqn.invars], t_in)
+      for v, dims, t in zip(eqn.outvars, outs, t_out, strict=True):
         env[v] = dims
-    return [read(v) for v in jaxpr.outvars]
+        if t:
+          tainted.add(v)
+    return [read(v) for v in jaxpr.outvars], [
+      not isinstance(v, jcore.Literal) and v in tainted for v in jaxpr.outvars
+    ]
 
-  def eqn(self, eqn, ins: list[Dims]) -> list[Dims]:
-    name = eqn.primitive.name
+  def eqn(self, eqn, ins: list[Dims], taint: list[bool]) -> tuple[list[Dims], list[bool]]:
     sub = _sub_jaxpr(eqn)
     if sub is not None:
-      return self.run(sub.jaxpr, ins)
+      return self.run(sub.jaxpr, ins, taint)
+    return self.primitive(eqn, ins, taint), [any(taint)] * len(eqn.outvars)
+
+  def primitive(self, eqn, ins: list[Dims], taint: list[bool]) -> list[Dims]:
+    name = eqn.primitive.name
     if name in _ELEMENTWISE:
       return self.elementwise(eqn, ins)
     if name in _PASS_FIRST:
@@ -274,9 +296,9 @@ class _Tracer:
         out.insert(a, None)
       return [out]
     if name == "dot_general":
-      return [self.dot(eqn, ins)]
+      return [self.dot(eqn, ins, taint)]
     if name == "conv_general_dilated":
-      return [self.conv(eqn, ins)]
+      return [self.conv(eqn, ins, taint)]
     if name in _NO_CHANNELS:
       for dims in ins:
         self.fix_all(dims)
@@ -331,9 +353,13 @@ class _Tracer:
         raise ValueError(f"channel_groups: a reshape from {old} to {new} splits a channel axis.")
     return out
 
-  def dot(self, eqn, ins: list[Dims]) -> Dims:
+  def dot(self, eqn, ins: list[Dims], taint: list[bool]) -> Dims:
     (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
     lhs, rhs = ins
+    for dims, contract, batch, t in ((lhs, lc, lb, taint[0]), (rhs, rc, rb, taint[1])):
+      if not t:  # a weight: its contracted axes consume channels, its free axes produce them
+        self.mark(dims, contract, "in")
+        self.mark(dims, [i for i in range(len(dims)) if i not in contract and i not in batch], "out")
     for a, b in zip(lc, rc, strict=True):
       self.join(lhs[a], rhs[b], "dot_general (contraction)")
     for a, b in zip(lb, rb, strict=True):
@@ -342,9 +368,12 @@ class _Tracer:
     free_r = [d for i, d in enumerate(rhs) if i not in rc and i not in rb]
     return [lhs[a] for a in lb] + free_l + free_r
 
-  def conv(self, eqn, ins: list[Dims]) -> Dims:
+  def conv(self, eqn, ins: list[Dims], taint: list[bool]) -> Dims:
     dn = eqn.params["dimension_numbers"]
     lhs, rhs = ins
+    if not taint[1]:
+      self.mark(rhs, [dn.rhs_spec[1]], "in")
+      self.mark(rhs, [dn.rhs_spec[0]], "out")
     groups = eqn.params["feature_group_count"]
     if eqn.params.get("batch_group_count", 1) != 1:
       raise ValueError("channel_groups: conv_general_dilated with batch_group_count != 1 is not supported.")
@@ -437,7 +466,7 @@ def channel_groups(fn: Callable[..., Any], tree: PyTree, *inputs: Any) -> list[C
   input_dims = [_plain_dims(spaces, v.aval.shape) for v in closed.jaxpr.invars[len(leaves) :]]
   for dims in input_dims:
     tracer.fix_all(dims)
-  outs = tracer.run(closed.jaxpr, leaf_dims + input_dims)
+  outs, _ = tracer.run(closed.jaxpr, leaf_dims + input_dims, [False] * len(leaves) + [True] * len(input_dims))
   for dims in outs:
     tracer.fix_all(dims)
 
@@ -452,7 +481,8 @@ def channel_groups(fn: Callable[..., Any], tree: PyTree, *inputs: Any) -> list[C
         target, step = spaces.alias[root]
         root, inner = spaces.find(target), inner * step
       if root not in spatial:
-        by_root.setdefault(root, []).append(Member(path_str(path), axis, inner))
+        role = tracer.roles.get(d.space, "elementwise")
+        by_root.setdefault(root, []).append(Member(path_str(path), axis, inner, role))
   return [ChannelGroup(spaces.size[r], tuple(m), not spaces.fixed[r]) for r, m in by_root.items()]
 
 
