@@ -25,7 +25,7 @@ Example:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -36,9 +36,18 @@ from pruning_jax import accounting, surgery, validation
 from pruning_jax.masks import _n_remove, _normalize  # the unstructured path's exact counts
 from pruning_jax.surgery import ChannelGroup, Member
 from pruning_jax.thresholds import removal_keep_masks
-from pruning_jax.tree import PyTree, leaves_with_paths, path_str
+from pruning_jax.tree import PyTree, leaves_with_paths, path_str, static_value
 
-__all__ = ["CRITERIA", "MacsTarget", "group_scores", "keep_for_macs", "select_channels"]
+__all__ = [
+  "CRITERIA",
+  "MacsModel",
+  "MacsTarget",
+  "group_scores",
+  "keep_for_macs",
+  "macs_model",
+  "select_channels",
+  "traced_keep_for_macs",
+]
 
 _BN_SCALE = re.compile(r"(^|/)scale(/value)?$")  # Flax linen and NNX BatchNorm scales
 
@@ -102,6 +111,7 @@ def group_scores(
   criterion: str = "l1",
   *,
   grads: PyTree | None = None,
+  key: jax.Array | None = None,
   members: Callable[[Member, int], bool] | None = None,
 ) -> list[jax.Array | None]:
   """One score per channel of every prunable group (None for fixed groups).
@@ -114,12 +124,14 @@ def group_scores(
     ends in ``scale``; network slimming). A group without one is an error.
   - ``"taylor"``: ``sum |g * w|`` over every member (needs ``grads``, the tree's gradients).
   - ``"fpgm"``: per producing weight, ``sum_j ||w_c - w_j||_2``, summed over them.
+  - ``"random"``: U(0, 1) per channel from ``key`` (a random structure, the usual baseline).
 
   Args:
     tree: the pytree the groups were computed on.
     groups: from :func:`pruning_jax.surgery.channel_groups`.
     criterion: a key of ``CRITERIA``.
     grads: gradients with ``tree``'s structure (``"taylor"`` only).
+    key: PRNG key (``"random"`` only).
     members: ``(member, leaf ndim) -> bool`` choosing the scoring members instead of the
       criterion's default (e.g. ``lambda m, nd: True`` for every member, Torch-Pruning's
       group-level norm).
@@ -139,8 +151,16 @@ def group_scores(
     >>> [s.tolist() for s in group_scores(params, groups, "l2") if s is not None]
     [[3.0, 4.123105525970459]]
   """
+  if criterion == "random":
+    validation.prng_key(key, "group_scores: key (criterion 'random')")
+    return [
+      jax.random.uniform(jax.random.fold_in(key, i), (g.channels,)) if g.prunable else None
+      for i, g in enumerate(groups)
+    ]
   if criterion not in CRITERIA:
-    raise ValueError(f"group_scores: unknown criterion {criterion!r}; expected one of {sorted(CRITERIA)}.")
+    raise ValueError(
+      f"group_scores: unknown criterion {criterion!r}; expected one of {sorted([*CRITERIA, 'random'])}."
+    )
   crit = CRITERIA[criterion]
   chooses = members or crit.members
   leaves = {path_str(p): x for p, x in leaves_with_paths(tree)}
@@ -194,7 +214,7 @@ def select_channels(
   """Keep vectors that remove exactly the lowest-scoring channels.
 
   Args:
-    scores: from :func:`group_scores` (None for fixed groups).
+    scores: from :func:`group_scores`; None for fixed groups and for any group to keep whole.
     groups: the groups.
     amount: fraction in [0, 1] of the channels to remove: ``round(amount * n)`` of all ``n``
       prunable channels (``scope="global"``), or of each group's (``"group"``).
@@ -220,7 +240,7 @@ def select_channels(
     >>> {i: k.tolist() for i, k in keep.items()}
     {0: [False, True, False], 1: [True, True]}
   """
-  validation.fraction(amount, "select_channels: amount", upper_open=False)
+  validation.fraction(amount, "select_channels: amount", upper_open=False, traced=True)
   if scope not in SCOPES:
     raise ValueError(f"select_channels: scope must be one of {SCOPES}, got {scope!r}.")
   if normalize is not None and normalize not in ("l1", "l2", "max", "mean"):
@@ -229,12 +249,12 @@ def select_channels(
     )
   if len(scores) != len(groups):
     raise ValueError(f"select_channels: {len(scores)} scores for {len(groups)} groups.")
-  idx = [i for i, g in enumerate(groups) if g.prunable]
+  idx = [i for i, g in enumerate(groups) if g.prunable and scores[i] is not None]
   for i in idx:
-    if scores[i] is None or np.shape(scores[i]) != (groups[i].channels,):
+    if np.shape(scores[i]) != (groups[i].channels,):
       raise ValueError(
         f"select_channels: scores[{i}] must have shape ({groups[i].channels},) for group {i} "
-        f"({groups[i].describe()}), got {None if scores[i] is None else np.shape(scores[i])}."
+        f"({groups[i].describe()}), got {np.shape(scores[i])}."
       )
   if not idx:
     return {}
@@ -246,16 +266,108 @@ def select_channels(
   else:
     n_remove = [_n_remove(amount, groups[i].channels) for i in idx]
     kept = removal_keep_masks(units, jnp.stack(n_remove), range(len(idx)))
-  keep = {i: np.asarray(k) for i, k in zip(idx, kept, strict=True)}
-  if not allow_collapse:
-    gone = [i for i, k in keep.items() if not k.any()]
-    if gone:
-      raise ValueError(
-        f"select_channels: removing {amount} of the channels empties groups {gone} (first: "
-        f"{groups[gone[0]].describe()}), which disconnects the network (layer collapse). Fix: a "
-        "smaller amount, normalize= or scope='group', or allow_collapse=True."
-      )
+  concrete = [static_value(k) for k in kept]
+  traced = any(k is None for k in concrete)
+  keep = {i: (k if traced else np.asarray(c)) for i, k, c in zip(idx, kept, concrete, strict=True)}
+  message = (
+    f"select_channels: removing {amount} of the channels empties a group, which disconnects the "
+    "network (layer collapse). Fix: a smaller amount, normalize= or scope='group', or allow_collapse=True."
+  )
+  if traced:
+    if not allow_collapse:
+      validation.check_traced(jnp.all(jnp.stack([jnp.any(k) for k in keep.values()])), message)
+    return keep
+  gone = [i for i, k in keep.items() if not k.any()]
+  if gone and not allow_collapse:
+    raise ValueError(
+      message.replace("empties a group", f"empties groups {gone} (first: {groups[gone[0]].describe()})")
+    )
   return keep
+
+
+def traced_keep_for_macs(
+  model: MacsModel,
+  scores: Sequence[jax.Array | None],
+  groups: Sequence[ChannelGroup],
+  reduction: float,
+  *,
+  reference_macs: int,
+  scope: str = "global",
+  normalize: str | None = None,
+  rtol: float = 1e-3,
+  iters: int = 30,
+  allow_collapse: bool = False,
+) -> tuple[dict[int, jax.Array], jax.Array]:
+  """:func:`keep_for_macs` for traced scores (inside ``jit``, e.g. a Pruner's ``init``).
+
+  Bisects the removed fraction ``iters`` times and keeps the smallest one found whose modelled
+  MACs reach the reduction; a result outside ``rtol`` stops the computation at run time.
+
+  Args:
+    model: the network's :class:`MacsModel`.
+    scores: channel scores (may be traced).
+    groups: the groups.
+    reduction: the target MACs reduction in (0, 1).
+    reference_macs: the MACs the reduction is measured against.
+    scope: as :func:`select_channels`.
+    normalize: as :func:`select_channels`.
+    rtol: relative tolerance on the reduction.
+    iters: bisection steps (30 resolves any channel count below 10^9).
+    allow_collapse: as :func:`select_channels`.
+
+  Returns:
+    ``(keep vectors, removed fraction)``.
+
+  Raises:
+    ValueError: a reduction outside (0, 1) or a non-positive reference; at run time, a result
+      outside ``rtol`` or a collapse.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from pruning_jax import surgery
+    >>> params = {"a": jnp.ones((8, 100)), "b": jnp.ones((100, 8))}
+    >>> fn = lambda p, x: jax.nn.relu(x @ p["a"]) @ p["b"]
+    >>> x = jnp.ones((1, 8))
+    >>> groups = surgery.channel_groups(fn, params, x)
+    >>> model = macs_model(fn, params, groups, x)
+    >>> @jax.jit
+    ... def kept(s):
+    ...   keep, _ = traced_keep_for_macs(model, [None, s, None], groups, 0.3, reference_macs=1600)
+    ...   return keep[1].sum()
+    >>> int(kept(jnp.arange(100.0)))
+    70
+  """
+  _check_target(reduction, reference_macs, "traced_keep_for_macs")
+  ref = jnp.float32(int(reference_macs))
+
+  def achieved(amount, collapse_ok=True):
+    keep = select_channels(
+      scores, groups, amount, scope=scope, normalize=normalize, allow_collapse=collapse_ok
+    )
+    return keep, 1.0 - model(keep) / ref
+
+  def body(_, bounds):
+    lo, hi = bounds
+    mid = 0.5 * (lo + hi)
+    reached = achieved(mid)[1] >= reduction
+    return jnp.where(reached, lo, mid), jnp.where(reached, mid, hi)
+
+  _, hi = jax.lax.fori_loop(0, iters, body, (jnp.float32(0.0), jnp.float32(1.0)))
+  keep, r = achieved(hi, allow_collapse)
+  validation.check_traced(
+    jnp.abs(r - reduction) <= rtol * reduction,
+    f"traced_keep_for_macs: no removed fraction reaches a MACs reduction within rtol={rtol} of "
+    f"{reduction} against reference_macs={reference_macs}. Fix: a larger rtol, or a reachable target.",
+  )
+  return keep, hi
+
+
+def _check_target(reduction, reference_macs, where: str) -> None:
+  validation.scalar(reduction, f"{where}: reduction")
+  if not 0.0 < float(reduction) < 1.0:
+    raise ValueError(f"{where}: reduction must be in (0, 1), got {reduction}.")
+  if int(reference_macs) <= 0:
+    raise ValueError(f"{where}: reference_macs must be positive, got {reference_macs}.")
 
 
 class MacsTarget(NamedTuple):
@@ -274,42 +386,115 @@ class MacsTarget(NamedTuple):
   reduction: float
 
 
+def _ones(tree: PyTree) -> PyTree:
+  # NumPy ones: concrete even when ``tree`` is traced (shapes are all counting needs)
+  return jax.tree.map(lambda x: np.ones(np.shape(x), np.dtype(jnp.result_type(x))), tree)
+
+
 def _shrunk_macs(fn, tree, groups, keep, inputs) -> int:
   """MACs of the network with ``keep`` applied: the masked network's effective MACs on a tree of
   ones, which the shrunk network's dense MACs equal (no weight is zero by chance)."""
-  ones = jax.tree.map(lambda x: jnp.ones(np.shape(x), jnp.result_type(x)), tree)
-  masks = surgery.channel_masks(ones, groups, keep, allow_collapse=True)
-  return accounting.count_flops(fn, ones, *inputs, masks=masks).effective_macs
+  ones = _ones(tree)
+  with jax.ensure_compile_time_eval():
+    masks = jax.tree.map(np.asarray, surgery.channel_masks(ones, groups, keep, allow_collapse=True))
+    return accounting.count_flops(fn, ones, *inputs, masks=masks).effective_macs
 
 
-def _macs_model(fn, tree, groups, inputs) -> Callable[[dict], int] | None:
-  """A fast exact MACs count for many keeps: each layer's dense MACs times the kept fraction of
-  each of its weight's channel axes. None where a layer's weight is not one whole leaf (then
-  every keep is counted by evaluating the network)."""
-  ones = jax.tree.map(lambda x: jnp.ones(np.shape(x), jnp.result_type(x)), tree)
-  report = accounting.count_flops(fn, ones, *inputs)
-  sizes = {path_str(p) for p, _ in leaves_with_paths(tree)}
-  layers = []
-  for layer in report.layers:
-    if layer.path not in sizes or layer.effective_macs != layer.macs:
-      return None
-    layers.append((layer.path, layer.macs))
-  axes: dict[str, list[tuple[int, int]]] = {}  # leaf -> [(group, channels)] of its member axes
+class MacsModel(NamedTuple):
+  """MACs of a network as a function of its groups' keep vectors, without running it.
+
+  Each counted layer's MACs are its dense MACs times the kept fraction of every channel axis of
+  its weight; :func:`macs_model` checks this against :func:`pruning_jax.count_flops` when it
+  builds one. Call it with concrete keep vectors (an exact int) or traced ones (a float32
+  scalar, e.g. inside a jitted Pruner).
+
+  Attributes:
+    layers: ``(weight leaf path, dense MACs, ((group index, channels), ...))`` per layer.
+    dense: the network's dense MACs.
+  """
+
+  layers: tuple[tuple[str, int, tuple[tuple[int, int], ...]], ...]
+  dense: int
+
+  def __call__(self, keep: Mapping[int, Any]) -> int | jax.Array:
+    """MACs with ``keep`` (``{group index: bool vector}``; groups left out keep everything)."""
+    concrete = all(static_value(v) is not None for v in keep.values())
+    if concrete:
+      kept = {i: int(np.sum(static_value(v))) for i, v in keep.items()}
+      total = 0
+      for _, dense, axes in self.layers:
+        num, den = dense, 1
+        for i, channels in axes:
+          if i in kept:
+            num, den = num * kept[i], den * channels
+        total += num // den
+      return total
+    frac = {i: jnp.mean(jnp.asarray(v, jnp.float32)) for i, v in keep.items()}
+    total = jnp.float32(0.0)
+    for _, dense, axes in self.layers:
+      term = jnp.float32(dense)
+      for i, _ in axes:
+        if i in frac:
+          term = term * frac[i]
+      total = total + term
+    return total
+
+
+def macs_model(
+  fn: Callable[..., Any], tree: PyTree, groups: Sequence[ChannelGroup], *inputs: Any
+) -> MacsModel:
+  """The :class:`MacsModel` of ``fn(tree, *inputs)`` (``tree`` may be traced: shapes suffice).
+
+  Args:
+    fn: ``(tree, *inputs) -> outputs``, as for the groups.
+    tree: the network's tree.
+    groups: its groups.
+    *inputs: example inputs (a batch of 1 gives per-example MACs).
+
+  Returns:
+    The model, checked against a full count of the network with every other channel removed.
+
+  Raises:
+    ValueError: a layer whose weight is not one whole leaf of ``tree`` (e.g. the product of two
+      activations, or a weight assembled from several leaves), whose MACs the model cannot
+      follow; or a network whose counted MACs disagree with the model (named).
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from pruning_jax import surgery
+    >>> params = {"a": jnp.ones((8, 10)), "b": jnp.ones((10, 2))}
+    >>> fn = lambda p, x: jax.nn.relu(x @ p["a"]) @ p["b"]
+    >>> x = jnp.ones((1, 8))
+    >>> model = macs_model(fn, params, surgery.channel_groups(fn, params, x), x)
+    >>> model.dense, model({1: jnp.arange(10) < 5})
+    (100, 50)
+  """
+  ones = _ones(tree)
+  with jax.ensure_compile_time_eval():
+    report = accounting.count_flops(fn, ones, *inputs)
+  paths = {path_str(p) for p, _ in leaves_with_paths(tree)}
+  axes: dict[str, list[tuple[int, int]]] = {}
   for i, g in enumerate(groups):
     for m in g.members:
       axes.setdefault(m.path, []).append((i, g.channels))
-
-  def macs(keep):
-    total = 0
-    for path, dense in layers:
-      num, den = dense, 1
-      for i, channels in axes.get(path, ()):
-        if i in keep:
-          num, den = num * int(np.sum(keep[i])), den * channels
-      total += num // den
-    return total
-
-  return macs
+  layers = []
+  for layer in report.layers:
+    if layer.path not in paths or layer.effective_macs != layer.macs:
+      raise ValueError(
+        f"macs_model: a {layer.primitive} of {layer.macs} MACs has no single weight leaf (its weight "
+        f"is {layer.path!r}), so its MACs under a shrink cannot be modelled. Fix: count each candidate "
+        "with pruning_jax.count_flops on the shrunk network instead."
+      )
+    layers.append((layer.path, int(layer.macs), tuple(axes.get(layer.path, ()))))
+  model = MacsModel(tuple(layers), int(report.macs))
+  probe = {i: np.arange(g.channels) % 2 == 0 for i, g in enumerate(groups) if g.prunable}
+  want = _shrunk_macs(fn, tree, groups, probe, inputs)
+  if model(probe) != want:
+    raise ValueError(
+      f"macs_model: counting a shrunk copy gives {want} MACs, the per-layer model {model(probe)}: some "
+      "layer's MACs depend on channels other than its weight's. Fix: count candidates with count_flops."
+    )
+  return model
 
 
 def keep_for_macs(
@@ -364,14 +549,12 @@ def keep_for_macs(
     >>> t.macs, round(t.reduction, 3), int(t.keep[1].sum())
     (1120, 0.3, 70)
   """
-  validation.scalar(reduction, "keep_for_macs: reduction")
-  if not 0.0 < float(reduction) < 1.0:
-    raise ValueError(f"keep_for_macs: reduction must be in (0, 1), got {reduction}.")
-  if int(reference_macs) <= 0:
-    raise ValueError(f"keep_for_macs: reference_macs must be positive, got {reference_macs}.")
+  _check_target(reduction, reference_macs, "keep_for_macs")
 
-  fast = _macs_model(fn, tree, groups, inputs)
-  count = fast or (lambda keep: _shrunk_macs(fn, tree, groups, keep, inputs))
+  try:
+    count = macs_model(fn, tree, groups, *inputs)
+  except ValueError:  # a network the per-layer model cannot follow: count every candidate
+    count = lambda keep: _shrunk_macs(fn, tree, groups, keep, inputs)  # noqa: E731
 
   def evaluate(amount):
     keep = select_channels(scores, groups, amount, scope=scope, normalize=normalize, allow_collapse=True)
@@ -412,8 +595,6 @@ def keep_for_macs(
       "rtol (channels are discrete), or max_iter."
     )
   amount, keep, macs, r = best
-  if fast is not None and macs != _shrunk_macs(fn, tree, groups, keep, inputs):
-    raise AssertionError("keep_for_macs: the fast MACs count disagrees with count_flops; please report.")
   if not allow_collapse:
     select_channels(scores, groups, amount, scope=scope, normalize=normalize)  # names a collapse
   return MacsTarget(keep, float(amount), int(macs), float(r))

@@ -46,6 +46,7 @@ __all__ = [
   "channel_index",
   "channel_masks",
   "describe_groups",
+  "keep_from_masks",
   "shrink",
   "shrink_module",
 ]
@@ -572,7 +573,7 @@ def _keep_vectors(groups: Sequence[ChannelGroup], keep: Keep, allow_collapse: bo
       out.append(v)
       continue
     concrete = np.asarray(concrete)
-    if concrete.all():
+    if concrete.all() and not g.prunable:
       out.append(None)
       continue
     if not g.prunable:
@@ -763,3 +764,55 @@ def shrink_module(
       f"({detail}). Fix: its widths_of must read every width the groups change."
     )
   return rebuilt, small
+
+
+def keep_from_masks(tree: PyTree, groups: Sequence[ChannelGroup], masks: PyTree) -> dict[int, np.ndarray]:
+  """The channels a mask pytree removes: channel c of a group goes when every member found in
+  ``masks`` is False on all of c's entries, so shrinking never changes what the masked network
+  computes. Members ``masks`` does not hold (e.g. BatchNorm statistics, when ``masks`` covers
+  only ``{"params": ...}``) are not consulted; a 0-d True mask keeps every channel.
+
+  Args:
+    tree: the pytree the groups were computed on (for the members' shapes).
+    groups: from :func:`channel_groups`.
+    masks: bool masks of ``tree`` or of a subtree at the same paths (e.g. ``{"params": masks}``),
+      of the leaves' shapes or shapes that broadcast to them.
+
+  Returns:
+    ``{group index: bool keep vector}`` for the prunable groups with a member in ``masks``.
+
+  Raises:
+    ValueError: a mask that does not broadcast to its leaf (named).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> params = {"a": jnp.ones((4, 3)), "b": jnp.ones((3, 2))}
+    >>> groups = channel_groups(lambda p, x: x @ p["a"] @ p["b"], params, jnp.ones((1, 4)))
+    >>> masks = {"a": jnp.array([[True, False, True]]), "b": jnp.array([[True], [False], [True]])}
+    >>> keep_from_masks(params, groups, masks)[1].tolist()
+    [True, False, True]
+  """
+  shapes = {path_str(p): np.shape(x) for p, x in leaves_with_paths(tree) if is_array(x)}
+  found = {path_str(p): m for p, m in leaves_with_paths(masks)}
+  keep: dict[int, np.ndarray] = {}
+  for i, g in enumerate(groups):
+    if not g.prunable:
+      continue
+    alive = None
+    for m in g.members:
+      if m.path not in found:
+        continue
+      try:
+        full = np.broadcast_to(np.asarray(found[m.path], bool), shapes[m.path])
+      except ValueError as e:
+        raise ValueError(
+          f"keep_from_masks: the mask at {m.path} of shape {np.shape(found[m.path])} does not broadcast "
+          f"to its leaf's {shapes[m.path]}. Fix: masks of the tree's shapes."
+        ) from e
+      rows = np.moveaxis(full, m.axis, 0).reshape(full.shape[m.axis], -1).any(axis=1)
+      per_channel = np.zeros(g.channels, bool)
+      np.logical_or.at(per_channel, channel_index(rows.size, m, g.channels), rows)
+      alive = per_channel if alive is None else alive | per_channel
+    if alive is not None:
+      keep[i] = alive
+  return keep

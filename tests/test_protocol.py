@@ -27,7 +27,11 @@ REQUIRED = {
   "budget_weight": 1.0,
   "score_fn": lambda params, grads: pj.criteria.magnitude(params),
   "estimator": lambda key, m: pj.hard_threshold_ste(m),
+  "amount": 0.25,
+  "every_steps": 2,
 }
+# factories with one of several ways to say how much to prune, none required
+CHOICES = {"channel_pruning": {"amount": 0.25}}
 
 
 def factories():
@@ -41,7 +45,7 @@ def factories():
 
 def build(name):
   fn = getattr(pj.methods, name)
-  kwargs = {}
+  kwargs = dict(CHOICES.get(name, {}))
   for p in inspect.signature(fn).parameters.values():
     if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
       assert p.name in REQUIRED, f"add a value for {name}'s required argument {p.name!r} to REQUIRED"

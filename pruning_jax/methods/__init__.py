@@ -2,9 +2,11 @@
 
 Families: ``dense`` (the baseline); ``score`` (score pruning with any schedule, structure and
 scope: magnitude, gradual, iterative); ``mask_learning`` (straight-through, edge-popup,
-supermask, ASLP); ``reparam`` (budget-aware weight reparametrization).
+supermask, ASLP); ``reparam`` (budget-aware weight reparametrization); ``channel`` (structured:
+one-shot filter pruning, soft filter pruning).
 """
 
+from pruning_jax.methods.channel import channel_pruning, soft_filter_pruning
 from pruning_jax.methods.dense import dense
 from pruning_jax.methods.mask_learning import (
   aslp,
@@ -18,12 +20,14 @@ from pruning_jax.methods.score import magnitude_pruning, score_pruning
 
 __all__ = [
   "aslp",
+  "channel_pruning",
   "dense",
   "edge_popup",
   "learned_mask",
   "magnitude_pruning",
   "reparam",
   "score_pruning",
+  "soft_filter_pruning",
   "straight_through_mask",
   "supermask",
 ]

@@ -1,0 +1,296 @@
+"""Structured (channel) pruning as Pruners: one-shot filter pruning and soft filter pruning.
+
+Both find the network's channel groups at ``init`` (:func:`pruning_jax.surgery.channel_groups`
+on ``InitContext.apply_fn`` and ``example_input``), score channels with a criterion of
+:mod:`pruning_jax.structured` and zero whole channels in every member of their group (the
+filter, its bias and BatchNorm scale and shift, the next layer's input slice), so the masked
+network computes exactly what the shrunk one will (:func:`pruning_jax.surgery.keep_from_masks`
+reads the removed channels back; the runner's ``shrink`` stage does that).
+
+* :func:`channel_pruning`: one-shot at ``init`` to a removed fraction of channels or to a MACs
+  reduction: L1-norm filter pruning of a trained network (Li et al., ICLR 2017) with
+  ``criterion="l1"``, network slimming's prune step (Liu et al., ICCV 2017) with
+  ``"bn_scale"``, a random structure with ``"random"``, Taylor and FPGM.
+* :func:`soft_filter_pruning`: SFP (He et al., IJCAI 2018): every ``every_steps`` the lowest-norm
+  filters of each layer are set to zero but stay trainable, so they can grow back; the last
+  selection is the pruned structure.
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> import pruning_jax as pj
+  >>> from pruning_jax import models, training
+  >>> model = models.LeNet300100(widths=(20, 10))
+  >>> x = jnp.ones((1, 28, 28, 1))
+  >>> params = model.init(jax.random.key(0), x)["params"]
+  >>> ctx = pj.InitContext(apply_fn=lambda p, x: model.apply({"params": p}, x), example_input=x)
+  >>> pruner = pj.methods.channel_pruning("l1", amount=0.5, scope="group")
+  >>> state = pruner.init(jax.random.key(1), params, ctx)
+  >>> masks = pruner.masks(params, state)
+  >>> int(masks["Dense_1"]["kernel"].any(axis=0).sum()) + int(masks["Dense_0"]["kernel"].any(axis=0).sum())
+  15
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from pruning_jax import masks as masks_lib
+from pruning_jax import structured, surgery, validation
+from pruning_jax.pruner import InitContext, Pruner, PrunerState, StepInfo, no_update
+from pruning_jax.tree import PyTree, static_value
+
+
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True)
+class _Groups:
+  """The channel groups, carried in the pruner state as static pytree data (no leaves)."""
+
+  value: tuple[surgery.ChannelGroup, ...]
+
+
+class ChannelBuffers(NamedTuple):
+  """The buffers of the channel Pruners.
+
+  Attributes:
+    masks: bool masks of the params' shapes: False on every entry of a removed channel.
+    groups: the channel groups (static data, not arrays).
+    zeroing: (), bool: soft filter pruning only: the masks hold for this step (the weights
+      they remove are set to zero), then every weight trains again.
+  """
+
+  masks: PyTree
+  groups: _Groups
+  zeroing: jax.Array
+
+
+def _groups_of(params: PyTree, context: InitContext | None, where: str) -> tuple[surgery.ChannelGroup, ...]:
+  if context is None or context.apply_fn is None or context.example_input is None:
+    raise ValueError(
+      f"{where} finds the channel groups from the forward pass: init needs an InitContext with "
+      "apply_fn and example_input. Fix: pass pj.training.init_context(apply_fn, model_state, "
+      "batches=[batch]) (the runner does)."
+    )
+  example = jax.tree.map(lambda a: a[:1], context.example_input)  # shapes only; one example
+  return tuple(surgery.channel_groups(context.apply_fn, params, example))
+
+
+def _mean_grads(params: PyTree, context: InitContext, where: str) -> PyTree:
+  if context.loss_fn is None or not context.batches:
+    raise ValueError(f"{where}: criterion 'taylor' needs InitContext.loss_fn and batches.")
+  grads = [jax.grad(context.loss_fn)(params, b) for b in context.batches]
+  return jax.tree.map(lambda *g: sum(g) / len(g), *grads)
+
+
+def _scores(criterion, params, groups, context, key, tied, where):
+  grads = _mean_grads(params, context, where) if criterion == "taylor" else None
+  scores = structured.group_scores(params, groups, criterion, grads=grads, key=key)
+  if not tied:  # a residual stream: several layers produce its channels; keep it whole
+    scores = [
+      None if sum(m.role == "out" for m in g.members) > 1 else s for s, g in zip(scores, groups, strict=True)
+    ]
+  return scores
+
+
+def _full_masks(params: PyTree, groups, keep, roles=None) -> PyTree:
+  if roles is not None:  # only these members: e.g. the filters alone, for soft pruning
+    groups = [g._replace(members=tuple(m for m in g.members if m.role in roles)) for g in groups]
+  masks = surgery.channel_masks(params, groups, keep, allow_collapse=True)
+  return jax.tree.map(lambda m, p: jnp.broadcast_to(m, jnp.shape(p)), masks, params)
+
+
+def _is_concrete(params: PyTree) -> bool:
+  return all(static_value(x) is not None for x in jax.tree.leaves(params))
+
+
+def channel_pruning(
+  criterion: str = "l1",
+  *,
+  amount: float | None = None,
+  macs_reduction: float | None = None,
+  reference_macs: int | None = None,
+  scope: str = "global",
+  normalize: str | None = None,
+  tied: bool = True,
+  rtol: float = 1e-3,
+  allow_collapse: bool = False,
+) -> Pruner:
+  """Removes whole channels once, at ``init``, to a fraction of channels or a MACs reduction.
+
+  Args:
+    criterion: a criterion of :func:`pruning_jax.structured.group_scores` (``"l1"``, ``"l2"``,
+      ``"bn_scale"``, ``"taylor"`` on the context's batches, ``"fpgm"``, ``"random"``).
+    amount: fraction of the channels to remove (exactly ``round(amount * n)``).
+    macs_reduction: instead of ``amount``: the fraction of MACs to remove, found by bisection
+      (:func:`pruning_jax.structured.keep_for_macs`) within ``rtol``.
+    reference_macs: the MACs ``macs_reduction`` is measured against (e.g. the standard model
+      when pruning an expanded one); None: the pruned network's own dense MACs.
+    scope: ``"global"`` (one ranking) or ``"group"`` (the same fraction of each group).
+    normalize: per-group normalisation of the scores before a global ranking.
+    tied: also prune groups several layers produce (residual streams); False keeps them whole
+      (as Li et al. and Pruning from Scratch do for ResNets).
+    rtol: relative tolerance of ``macs_reduction``.
+    allow_collapse: allow a group to lose every channel.
+
+  Returns:
+    A :class:`pruning_jax.Pruner` whose masks are fixed after ``init``; with
+    ``InitContext.masks`` it scores the masked weights and keeps those masks too.
+
+  Raises:
+    ValueError: neither or both of ``amount`` and ``macs_reduction``; (at init) a context
+      without ``apply_fn`` and ``example_input``, or what the selection raises.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import pruning_jax as pj
+    >>> params = {"a": jnp.arange(8.0).reshape(1, 8), "b": jnp.ones((8, 2))}
+    >>> ctx = pj.InitContext(apply_fn=lambda p, x: jax.nn.relu(x @ p["a"]) @ p["b"],
+    ...                      example_input=jnp.ones((1, 1)))
+    >>> pruner = pj.methods.channel_pruning("l1", amount=0.25)
+    >>> pruner.masks(params, pruner.init(jax.random.key(0), params, ctx))["a"].tolist()
+    [[False, False, True, True, True, True, True, True]]
+  """
+  where = "channel_pruning"
+  if (amount is None) == (macs_reduction is None):
+    raise ValueError(f"{where}: give exactly one of amount= (channels) and macs_reduction= (MACs).")
+  if amount is not None:
+    validation.fraction(amount, f"{where}: amount", upper_open=False)
+
+  def select(params, groups, scores, context):
+    if amount is not None:
+      return structured.select_channels(
+        scores, groups, amount, scope=scope, normalize=normalize, allow_collapse=allow_collapse
+      )
+    example = jax.tree.map(lambda a: a[:1], context.example_input)
+    model = structured.macs_model(context.apply_fn, params, groups, example)
+    ref = model.dense if reference_macs is None else int(reference_macs)
+    kw = {"reference_macs": ref, "scope": scope, "normalize": normalize, "rtol": rtol}
+    if _is_concrete(params):  # exact integer counts, errors raised here
+      return structured.keep_for_macs(
+        context.apply_fn, params, groups, scores, macs_reduction, example, allow_collapse=allow_collapse, **kw
+      ).keep
+    return structured.traced_keep_for_macs(
+      model, scores, groups, macs_reduction, allow_collapse=allow_collapse, **kw
+    )[0]
+
+  def init(key, params, context: InitContext | None = None):
+    groups = _groups_of(params, context, where)
+    start = None
+    if context.masks is not None:
+      masks_lib.check_masks(params, context.masks)
+      start = context.masks
+    scored = params if start is None else masks_lib.apply_masks(params, start)
+    scores = _scores(criterion, scored, groups, context, key, tied, where)
+    masks = _full_masks(params, groups, select(scored, groups, scores, context))
+    if start is not None:
+      masks = jax.tree.map(lambda a, b: a & b, masks, start)
+    return PrunerState({}, ChannelBuffers(masks, _Groups(groups), jnp.asarray(True)))
+
+  def apply(params, state, *, key=None, train=True):
+    del key, train
+    return masks_lib.apply_masks(params, state.buffers.masks)
+
+  def masks(params, state):
+    del params
+    return state.buffers.masks
+
+  def finalize(params, state):
+    return masks_lib.apply_masks(params, state.buffers.masks), state.buffers.masks
+
+  return Pruner(init, apply, no_update, finalize, masks)
+
+
+def soft_filter_pruning(
+  amount: float,
+  *,
+  every_steps: int,
+  criterion: str = "l2",
+  scope: str = "group",
+  tied: bool = True,
+) -> Pruner:
+  """Soft filter pruning (He et al., IJCAI 2018): every ``every_steps`` steps the lowest-scoring
+  channels are set to zero, and all weights go on training, so a zeroed filter may grow back.
+
+  The step whose update selects (every ``every_steps``-th, counting from 1) holds masks over
+  the filters alone (the members producing each channel, as the paper zeroes conv filters, not
+  BatchNorm or the next layer's inputs, through which the filter's gradient flows back): the
+  optimizer sets them to exactly zero (``zero_removed``); the next step trains every weight
+  again. The regrown weights' optimizer moments restart at zero (the
+  protocol's rule for any regrown weight), where the reference code keeps SGD's momentum
+  buffer. ``finalize`` removes the channels its criterion ranks lowest on the final weights.
+
+  Args:
+    amount: fraction of channels removed (of each group with ``scope="group"``, as the paper's
+      per-layer rate).
+    every_steps: steps between selections (the runner's ``every_epochs=1`` is the paper's).
+    criterion: the channel score (the paper: ``"l2"``).
+    scope: ``"group"`` (same fraction per group) or ``"global"``.
+    tied: also prune residual streams (groups several layers produce).
+
+  Returns:
+    A :class:`pruning_jax.Pruner` with ``zero_removed=True``.
+
+  Raises:
+    ValueError: an amount outside [0, 1), ``every_steps`` < 1, or a criterion needing data.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import pruning_jax as pj
+    >>> params = {"a": jnp.arange(8.0).reshape(1, 8), "b": jnp.ones((8, 2))}
+    >>> ctx = pj.InitContext(apply_fn=lambda p, x: jax.nn.relu(x @ p["a"]) @ p["b"],
+    ...                      example_input=jnp.ones((1, 1)))
+    >>> pruner = pj.methods.soft_filter_pruning(0.5, every_steps=2)
+    >>> state = pruner.init(jax.random.key(0), params, ctx)
+    >>> [bool(pruner.masks(params, pruner.update(params, state, pj.StepInfo(jnp.int32(t))))["a"].all())
+    ...  for t in (0, 1)]
+    [True, False]
+  """
+  where = "soft_filter_pruning"
+  validation.fraction(amount, f"{where}: amount")
+  if isinstance(every_steps, bool) or not isinstance(every_steps, int) or every_steps < 1:
+    raise ValueError(f"{where}: every_steps must be an int >= 1, got {every_steps!r}.")
+  if criterion in ("taylor", "random"):
+    raise ValueError(
+      f"{where}: criterion {criterion!r} needs data or a key at every selection; use a weight criterion."
+    )
+
+  def selection(params, groups, roles=None):
+    scores = _scores(criterion, params, groups, None, None, tied, where)
+    keep = structured.select_channels(scores, groups, amount, scope=scope, allow_collapse=False)
+    return _full_masks(params, groups, keep, roles)
+
+  def init(key, params, context: InitContext | None = None):
+    del key
+    groups = _groups_of(params, context, where)
+    masks = jax.tree.map(lambda p: jnp.ones(jnp.shape(p), bool), params)
+    return PrunerState({}, ChannelBuffers(masks, _Groups(groups), jnp.asarray(False)))
+
+  def apply(params, state, *, key=None, train=True):
+    del state, key, train
+    return params  # zeroed filters are zero in the params themselves
+
+  def update(params, state, info: StepInfo):
+    due = (jnp.asarray(info.step) + 1) % every_steps == 0
+    groups = state.buffers.groups
+    masks = jax.lax.cond(
+      due,
+      lambda: selection(params, groups.value, roles=("out",)),
+      lambda: jax.tree.map(lambda p: jnp.ones(jnp.shape(p), bool), params),
+    )
+    return state._replace(buffers=ChannelBuffers(masks, groups, due))
+
+  def masks(params, state):
+    del params
+    return state.buffers.masks
+
+  def finalize(params, state):
+    final = selection(params, state.buffers.groups.value)
+    return masks_lib.apply_masks(params, final), final
+
+  return Pruner(init, apply, update, finalize, masks, zero_removed=True)
+
+
+__all__ = ["ChannelBuffers", "channel_pruning", "soft_filter_pruning"]

@@ -1,0 +1,128 @@
+"""The channel Pruners: whole channels removed in every member, the MACs target under jit,
+soft filter pruning's zero-and-regrow cycle."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import pruning_jax as pj
+from pruning_jax import models, structured, surgery, training
+
+
+def _setup(model, shape):
+  x = jax.random.normal(jax.random.key(1), shape)
+  v = jax.jit(model.init)(jax.random.key(0), x)
+  apply_fn = training.linen_apply(model)
+  batch = {"image": x, "label": jnp.arange(shape[0]) % 10}
+  state = {k: a for k, a in v.items() if k != "params"}
+  return v, apply_fn, training.init_context(apply_fn, state, batches=[batch]), batch
+
+
+@pytest.mark.parametrize("criterion", ["l1", "bn_scale", "fpgm", "taylor", "random"])
+def test_one_shot_removes_whole_channels_and_the_shrunk_network_agrees(criterion):
+  m = models.vgg11(widths=(8, 8, 12, 12, 16, 16, 16, 16))
+  v, apply_fn, ctx, batch = _setup(m, (4, 32, 32, 3))
+  pruner = pj.methods.channel_pruning(criterion, amount=0.3, scope="group")
+  state = pruner.init(jax.random.key(2), v["params"], ctx)
+  masks = pruner.masks(v["params"], state)
+  groups = surgery.channel_groups(lambda v, x: m.apply(v, x), v, batch["image"][:1])
+  keep = surgery.keep_from_masks(v, groups, {"params": masks})
+  for i, k in keep.items():  # round(0.3 * n) of each group, and masks zero every member entry
+    assert int((~k).sum()) == round(0.3 * groups[i].channels)
+  assert sum(int((~k).sum()) for k in keep.values()) == sum(
+    round(0.3 * g.channels) for g in groups if g.prunable
+  )
+  params, _ = pruner.finalize(v["params"], state)
+  masked = {**v, "params": params}
+  small, v_small = surgery.shrink_module(m, masked, groups, keep, batch["image"][:1])
+  np.testing.assert_allclose(
+    small.apply(v_small, batch["image"]), m.apply(masked, batch["image"]), atol=1e-4, rtol=1e-4
+  )
+
+
+def test_the_macs_target_is_met_eagerly_and_under_jit():
+  m = models.vgg11(widths=(16, 32, 64, 64, 128, 128, 128, 128))
+  v, apply_fn, ctx, batch = _setup(m, (2, 32, 32, 3))
+  x1 = batch["image"][:1]
+  reference = pj.count_flops(lambda v, x: m.apply(v, x), v, x1).macs
+  pruner = pj.methods.channel_pruning("l2", macs_reduction=0.4, normalize="max", rtol=1e-2)
+  groups = surgery.channel_groups(lambda v, x: m.apply(v, x), v, x1)
+
+  def reduction(state):
+    keep = surgery.keep_from_masks(v, groups, {"params": pruner.masks(v["params"], state)})
+    small, v_small = surgery.shrink_module(m, v, groups, keep, x1)
+    return 1 - pj.count_flops(lambda v, x: small.apply(v, x), v_small, x1).macs / reference
+
+  eager = pruner.init(jax.random.key(0), v["params"], ctx)
+  assert abs(reduction(eager) - 0.4) <= 1e-2 * 0.4
+  traced = jax.jit(lambda p: pruner.init(jax.random.key(0), p, ctx))(v["params"])
+  assert abs(reduction(traced) - 0.4) <= 1e-2 * 0.4
+  shapes = jax.eval_shape(lambda p: pruner.init(jax.random.key(0), p, ctx), v["params"])
+  assert jax.tree.structure(shapes) == jax.tree.structure(eager)
+
+
+def test_a_reference_model_sets_the_target_of_an_expanded_network():
+  wide = models.LeNet300100(widths=(60, 40))
+  v, apply_fn, ctx, batch = _setup(wide, (2, 28, 28, 1))
+  standard = pj.count_flops(
+    lambda p, x: models.LeNet300100(widths=(30, 20)).apply(p, x),
+    jax.jit(models.LeNet300100(widths=(30, 20)).init)(jax.random.key(0), batch["image"][:1]),
+    batch["image"][:1],
+  ).macs
+  pruner = pj.methods.channel_pruning(
+    "l1", macs_reduction=0.5, reference_macs=standard, scope="group", rtol=5e-2
+  )
+  masks = pruner.masks(v["params"], pruner.init(jax.random.key(0), v["params"], ctx))
+  macs = pj.count_flops(
+    lambda p, x: wide.apply({"params": p}, x), v["params"], batch["image"][:1], masks=masks
+  )
+  assert abs(1 - macs.effective_macs / standard - 0.5) <= 5e-2 * 0.5  # a hidden unit is ~3% of the MACs
+
+
+def test_tied_false_keeps_residual_streams_whole():
+  m = models.resnet20(stage_widths=(4, 8, 8), blocks_per_stage=(1, 1, 1))
+  v, apply_fn, ctx, batch = _setup(m, (2, 16, 16, 3))
+  pruner = pj.methods.channel_pruning("l1", amount=0.5, scope="group", tied=False)
+  masks = pruner.masks(v["params"], pruner.init(jax.random.key(0), v["params"], ctx))
+  groups = surgery.channel_groups(lambda v, x: m.apply(v, x), v, batch["image"][:1])
+  keep = surgery.keep_from_masks(v, groups, {"params": masks})
+  for i, k in keep.items():
+    tied = sum(mem.role == "out" for mem in groups[i].members) > 1
+    assert k.all() == tied, groups[i].describe()
+
+
+def test_channel_pruning_says_what_it_needs():
+  with pytest.raises(ValueError, match="exactly one of amount= .* and macs_reduction="):
+    pj.methods.channel_pruning("l1")
+  with pytest.raises(ValueError, match="init needs an InitContext with apply_fn and example_input"):
+    pj.methods.channel_pruning("l1", amount=0.5).init(jax.random.key(0), {"w": jnp.ones((2, 2))})
+  with pytest.raises(ValueError, match="every_steps must be an int >= 1"):
+    pj.methods.soft_filter_pruning(0.3, every_steps=0)
+
+
+def test_soft_filter_pruning_zeroes_filters_that_then_train_again():
+  m = models.vgg11(widths=(8, 8, 8, 8, 8, 8, 8, 8))  # BatchNorm in train mode: gradients reach zero filters
+  v, apply_fn, ctx, batch = _setup(m, (8, 32, 32, 3))
+  pruner = pj.methods.soft_filter_pruning(0.25, every_steps=3)
+  tx = training.optimizer(optax.sgd(0.05, momentum=0.9), pruner=pruner)
+  state = training.init_train_state(jax.random.key(0), v, pruner, tx, ctx)
+  step = jax.jit(training.make_train_step(apply_fn, pruner, tx))
+  kernel = lambda s: np.asarray(s.params["Conv3x3_0"]["kernel"])  # noqa: E731
+  for t in range(3):
+    state, _ = step(state, batch)
+  zeroed = ~kernel(state).any(axis=(0, 1, 2))
+  assert zeroed.sum() == 2  # round(0.25 * 8) filters of the first conv are exactly zero
+  assert np.asarray(state.params["BatchNorm_0"]["scale"])[zeroed].all()  # the filters alone
+  state, _ = step(state, batch)  # an ordinary step: every weight trains, the zeroed ones too
+  assert kernel(state)[..., zeroed].any()
+  params, masks = pruner.finalize(state.params, state.pruner_state)
+  fn = lambda p, x: m.apply({"params": p, "batch_stats": v["batch_stats"]}, x)  # noqa: E731
+  groups = surgery.channel_groups(fn, params, batch["image"][:1])
+  keep = surgery.keep_from_masks(params, groups, masks)
+  assert all(int((~k).sum()) == round(0.25 * groups[i].channels) for i, k in keep.items())
+  # the final selection is the lowest-L2 quarter of each layer on the final weights
+  scores = structured.group_scores(state.params, groups, "l2")
+  want = structured.select_channels(scores, groups, 0.25, scope="group")
+  assert all(np.array_equal(keep[i], want[i]) for i in want)
