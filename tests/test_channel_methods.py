@@ -110,7 +110,7 @@ def test_soft_filter_pruning_zeroes_filters_that_then_train_again():
   state = training.init_train_state(jax.random.key(0), v, pruner, tx, ctx)
   step = jax.jit(training.make_train_step(apply_fn, pruner, tx))
   kernel = lambda s: np.asarray(s.params["Conv3x3_0"]["kernel"])  # noqa: E731
-  for t in range(3):
+  for _ in range(3):
     state, _ = step(state, batch)
   zeroed = ~kernel(state).any(axis=(0, 1, 2))
   assert zeroed.sum() == 2  # round(0.25 * 8) filters of the first conv are exactly zero
