@@ -39,6 +39,7 @@ def write_summary(
   steps,
   wall,
   commit,
+  model_kwargs=None,
 ) -> dict[str, Any]:
   counts = pj.count_params(params)
   prunable = [m for m in jax.tree.leaves(masks) if np.ndim(m) > 0]
@@ -51,6 +52,7 @@ def write_summary(
     "study": config.study,
     "method": config.method,
     "model": config.model,
+    "model_kwargs": model_kwargs or {},
     "dataset": config.dataset,
     "variant": config.variant,
     "seed": config.seed,
@@ -69,6 +71,7 @@ def write_summary(
     "params_nonzero": counts.nonzero,
     "flops_dense": flops.flops,
     "flops_effective": flops.effective_flops,
+    "macs_per_example": flops.macs,
     "layer_density": [{"path": s.path, "kept": s.kept, "total": s.total} for s in pj.mask_summary(masks)],
     "wall_time_s": wall,
     "device": jax.devices()[0].device_kind,

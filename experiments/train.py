@@ -10,6 +10,10 @@ with fresh optimizer state. A stage may rebuild the model with other widths (its
 ``model_kwargs`` override the run's); it then starts from that model's fresh initialization
 (``reinit``, e.g. training a pruned structure from scratch), since the hand-off no longer fits;
 a stage without ``reinit`` must build the model the hand-off fits, or it is a config error.
+A stage with ``shrink`` first removes the channels the hand-off's masks zero in every member of
+their group (:func:`pruning_jax.surgery.keep_from_masks`), physically: it goes on with the
+smaller model (its widths then hold for every later stage, and checkpoints record them), and
+with ``reinit`` trains that structure from its own initialization instead.
 
 Resume is exact: a checkpoint holds the stage, the whole TrainState (params, pruner state,
 optimizer state, model state, step, PRNG key) and the best-validation record; the data order
@@ -76,6 +80,7 @@ _STAGE_KEYS = {
   "rewind_to": (dict, type(None)),
   "model_kwargs": dict,
   "reinit": bool,
+  "shrink": bool,
 }
 
 
@@ -133,6 +138,11 @@ def _check_rewind(config) -> None:
       raise ValueError(
         f"config stages[{i}]: reinit=True and rewind_to both say where the weights come from. Fix: keep one."
       )
+    if any(config.stages[j].get("shrink", False) for j in range(r["stage"] + 1, i + 1)):
+      raise ValueError(
+        f"config stages[{i}].rewind_to: a stage between stage {r['stage']} and this one shrinks the "
+        "model, and a rewind restores weights of the same shapes. Fix: rewind to a stage after the shrink."
+      )
     earlier = dict(config.stages[r["stage"]].get("model_kwargs", {}))
     if dict(stage.get("model_kwargs", {})) != earlier:
       raise ValueError(
@@ -158,6 +168,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError("config key 'stages' is empty: add at least one stage (see experiments/configs/).")
   for i, stage in enumerate(config.stages):
     _check_keys(stage, _STAGE_KEYS, f"stages[{i}].")
+    if stage.get("shrink", False) and i == 0:
+      raise ValueError(
+        "config key 'stages[0].shrink': the first stage has no pruned hand-off to shrink. Fix: prune in "
+        "an earlier stage (e.g. channel_pruning with epochs=0), then shrink."
+      )
+    if stage.get("shrink", False) and stage.get("model_kwargs"):
+      raise ValueError(
+        f"config stages[{i}]: shrink sets the model's widths from the hand-off; model_kwargs "
+        f"{dict(stage.model_kwargs)} would override them. Fix: drop one."
+      )
     # keys and values, before any data is read (epochs become steps again with the real count)
     build_stage(stage, i, steps_per_epoch=1000)
   _check_rewind(config)
@@ -177,19 +197,58 @@ def _batch_fn(ds: data_lib.Dataset, augment: bool):
 
 
 class StageModel(NamedTuple):
-  """A stage's model: the run's, or rebuilt with the stage's ``model_kwargs``."""
+  """A stage's model: the run's, rebuilt with the stage's ``model_kwargs``, or shrunk."""
 
+  module: Any
   apply_fn: Any
   init_vars: Any
+  kwargs: dict  # the model kwargs beyond the run's num_classes
 
 
-def _stage_model(config, i: int, num_classes: int, root, example) -> StageModel:
-  stage = config.stages[i]
-  kwargs = {**config.get("model_kwargs", {}), **dict(stage.get("model_kwargs", {}))}
+def _as_tuples(x):
+  """JSON lists back to the tuples the model fields hold."""
+  if isinstance(x, list):
+    return tuple(_as_tuples(v) for v in x)
+  if isinstance(x, dict):
+    return {k: _as_tuples(v) for k, v in x.items()}
+  return x
+
+
+def _stage_kwargs(config, i: int, widths: dict[int, dict]) -> dict:
+  """The run's model kwargs, the widths of the latest shrink at or before stage i, its own."""
+  kwargs = dict(config.get("model_kwargs", {}))
+  shrunk = [j for j in widths if j <= i]
+  if shrunk:
+    kwargs.update(widths[max(shrunk)])
+  return _as_tuples({**kwargs, **dict(config.stages[i].get("model_kwargs", {}))})
+
+
+def _stage_model(config, i: int, num_classes: int, root, example, kwargs: dict) -> StageModel:
   model = models_lib.get_model(config.model, num_classes=num_classes, **kwargs)
   # stage 0 initialises as a run always has; a later stage's own model gets its own key
   key = jax.random.fold_in(root, 0 if i == 0 else 5000 + i)
-  return StageModel(training.linen_apply(model), model.init(key, example))
+  return StageModel(model, training.linen_apply(model), model.init(key, example), kwargs)
+
+
+def _shrink_handoff(h: Handoff, model: StageModel, example, i: int) -> tuple[Handoff, dict]:
+  """The hand-off with the channels its masks remove cut out, and the widths it now has."""
+  variables = {"params": h.params, **h.model_state}
+  fn = lambda v, x: model.module.apply(v, x)  # noqa: E731
+  groups = pj.surgery.channel_groups(fn, variables, example)
+  masks = h.masks if h.masks is not None else jax.tree.map(lambda p: True, h.params)
+  keep = pj.surgery.keep_from_masks(variables, groups, {"params": masks})
+  small_module, small = pj.surgery.shrink_module(model.module, variables, groups, keep, example)
+  full_masks = jax.tree.map(lambda m, p: jnp.broadcast_to(m, jnp.shape(p)), masks, h.params)
+  small_masks = pj.surgery.shrink({**variables, "params": full_masks}, groups, keep)["params"]
+  widths = small_module.widths_of(small["params"])
+  before = pj.count_flops(fn, variables, example).macs
+  after = pj.count_flops(lambda v, x: small_module.apply(v, x), small, example).macs
+  removed = sum(int((~k).sum()) for k in keep.values())
+  print(
+    f"stage {i}: shrink removed {removed} channels, MACs per example {before} -> {after}; widths {widths}",
+    file=sys.stderr,
+  )
+  return Handoff(small["params"], small_masks, {k: v for k, v in small.items() if k != "params"}), widths
 
 
 def _fresh_handoff(init_vars) -> Handoff:
@@ -251,12 +310,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   )
   root = jax.random.PRNGKey(config.seed)
   example = jnp.zeros((1, *ds.train_image.shape[1:]), jnp.float32)
-  models = []
-  for i, stage in enumerate(config.stages):
-    own = i > 0 and not stage.get("model_kwargs") and not stage.get("reinit", False)
-    models.append(models[0] if own else _stage_model(config, i, ds.num_classes, root, example))
+  widths: dict[int, dict] = {}  # stage -> the widths its shrink produced
+  models: dict[int, StageModel] = {}
+
+  def model_for(i: int) -> StageModel:
+    """Stage i's model; a stage that only continues the previous one's shares it."""
+    if i not in models:
+      stage = config.stages[i]
+      kwargs = _stage_kwargs(config, i, widths)
+      plain = i > 0 and not stage.get("reinit", False) and not stage.get("model_kwargs")
+      if plain and kwargs == model_for(i - 1).kwargs:
+        models[i] = model_for(i - 1)
+      else:
+        models[i] = _stage_model(config, i, ds.num_classes, root, example, kwargs)
+    return models[i]
+
+  first_shrink = next((i for i, s in enumerate(config.stages) if s.get("shrink", False)), len(config.stages))
+  for i, stage in enumerate(config.stages[:first_shrink]):
     if i > 0 and not stage.get("reinit", False):  # before any training: a bad config loses nothing
-      _check_fits(models[i - 1].init_vars["params"], models[i], i)
+      _check_fits(model_for(i - 1).init_vars["params"], model_for(i), i)
   n_train = len(ds.train_label)
   spe = n_train // config.batch_size
   if spe == 0:
@@ -274,7 +346,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   ]
   rewinds = {(s.config.rewind_to.stage, s.config.rewind_to.step) for s in stages if s.config.get("rewind_to")}
 
-  handoff = _fresh_handoff(models[0].init_vars)
+  handoff = _fresh_handoff(model_for(0).init_vars)
   if config.get("init_from"):
     params, model_state = ckpt_lib.load_final(config.init_from, handoff.params, handoff.model_state)
     handoff = Handoff(params, None, model_state)
@@ -282,9 +354,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   def fresh_state(si: int, h: Handoff, *, rewind: bool = True) -> training.TrainState:
     st = stages[si]
     if st.config.get("reinit", False):
-      h = _fresh_handoff(models[si].init_vars)
+      h = _fresh_handoff(model_for(si).init_vars)
     key = jax.random.fold_in(root, 1000 + si)
-    apply_fn = models[si].apply_fn
+    apply_fn = model_for(si).apply_fn
     context = training.init_context(apply_fn, h.model_state, batches=context_batches, masks=h.masks)
     state = training.init_train_state(key, {"params": h.params, **h.model_state}, st.pruner, st.tx, context)
     r = st.config.get("rewind_to")
@@ -298,8 +370,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   def template_for(meta):
     si = meta["stage"]
+    for j, w in meta.get("widths", {}).items():  # a shrunk model is rebuilt from its widths
+      widths[int(j)] = _as_tuples(w)
+    models.clear()
     # shapes only: those of the stage's own model (a stage may rebuild it with other widths)
-    shapes = jax.eval_shape(lambda: fresh_state(si, _fresh_handoff(models[si].init_vars), rewind=False))
+    init_vars = model_for(si).init_vars
+    shapes = jax.eval_shape(lambda: fresh_state(si, _fresh_handoff(init_vars), rewind=False))
     return {"train": shapes, "best": jax.eval_shape(lambda: _record(shapes, si, 0.0))}
 
   ckpt = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"))
@@ -327,10 +403,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       st = stages[si]
       stage, total, pruner = st.config, st.total, st.pruner
       if state is None:
+        if stage.get("shrink", False):
+          handoff, widths[si] = _shrink_handoff(handoff, model_for(si - 1), example, si)
+        if si >= first_shrink and not stage.get("reinit", False):
+          _check_fits(handoff.params, model_for(si), si)
         state = fresh_state(si, handoff)
       if best is None:
         best = _record(state, si, -1.0)
-      apply_fn = models[si].apply_fn
+      apply_fn = model_for(si).apply_fn
       train_step = jax.jit(training.make_train_step(apply_fn, pruner, st.tx))
       finalized = config.eval_finalized
       eval_step = (
@@ -403,7 +483,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             if val["accuracy"] > float(best["val_accuracy"]) or not config.select_best:
               best = _record(state, si, max(val["accuracy"], float(best["val_accuracy"])))
           if ckpt_due or interrupted:
-            ckpt.save(global_offset + step, {"train": state, "best": best}, {"stage": si})
+            meta = {"stage": si, "widths": {str(j): w for j, w in widths.items() if j <= si}}
+            ckpt.save(global_offset + step, {"train": state, "best": best}, meta)
             last_good = global_offset + step
           if interrupted:
             return {"interrupted": True, "stage": si, "step": step}
@@ -415,7 +496,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         state, best = None, None
 
     # the reported model: the best-validation one of the last stage, or the last one
-    pruner, apply_fn = stages[-1].pruner, models[-1].apply_fn
+    last = len(stages) - 1
+    pruner, apply_fn = stages[-1].pruner, model_for(last).apply_fn
     final = state._replace(
       params=best["params"], pruner_state=best["pruner_state"], model_state=best["model_state"]
     )
@@ -448,6 +530,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       global_offset,
       time.time() - t0,
       commit,
+      model_for(last).kwargs,
     )
   finally:
     # also on a NaN loss or an error: the metrics written so far and the checkpoints stay readable

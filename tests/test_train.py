@@ -375,7 +375,10 @@ def test_every_method_builds_from_its_config_by_its_own_signature():
     required = [p for p in inspect.signature(fn).parameters.values() if p.default is inspect.Parameter.empty]
     if any(p.name in ("score_fn", "estimator") for p in required):
       continue  # generic skeletons take functions, not config values
-    cfg = {"name": name, **{p.name: {"sparsity": 0.5, "budget_weight": 1.0}[p.name] for p in required}}
+    values = {"sparsity": 0.5, "budget_weight": 1.0, "amount": 0.25, "every_steps": 2}
+    cfg = {"name": name, **{p.name: values[p.name] for p in required}}
+    if name == "channel_pruning":  # one of two ways to say how much, neither required
+      cfg["amount"] = 0.25
     assert isinstance(build.pruner(cfg, "pruner", steps_per_epoch=10, total_steps=100), pj.Pruner)
   with pytest.raises(ValueError, match=r"pruner.name='lottery' is unknown; expected one of \[.*'aslp'"):
     build.pruner({"name": "lottery"}, "pruner", steps_per_epoch=1, total_steps=1)
@@ -421,3 +424,70 @@ def test_a_lottery_round_prunes_the_trained_weights_and_rewinds_the_kept_ones_bi
   model = models_lib.get_model(c.model, num_classes=10, **c.model_kwargs)
   start = model.init(jax.random.fold_in(jax.random.PRNGKey(c.seed), 0), np.zeros((1, 32, 32, 3), np.float32))
   chex.assert_trees_all_equal(rewound, pj.apply_masks(start["params"], masks))
+
+
+def _prune_shrink_finetune(npz, **overrides):
+  c = tiny_config(npz, **overrides)
+  c.model = "vgg11"
+  c.model_kwargs = {"cfg": (8, "M", 8, "M", 12, "M", 12, "M", 16, "M")}
+  c.stages = [
+    stage("dense", 1, {"name": "dense"}, SGD),
+    stage("prune", 0, {"name": "channel_pruning", "criterion": "l1", "amount": 0.5, "scope": "group"}, SGD),
+    stage("finetune", 1, {"name": "dense"}, SGD),
+  ]
+  c.stages[2].shrink = True
+  return c
+
+
+def test_a_shrink_stage_goes_on_with_the_smaller_model_and_resumes_exactly(npz, tmp_path):
+  full = train.train_and_evaluate(_prune_shrink_finetune(npz), str(tmp_path / "full"))
+  assert tuple(full["model_kwargs"]["cfg"]) == (4, "M", 4, "M", 6, "M", 6, "M", 8, "M")
+  small = models_lib.get_model("vgg11", num_classes=10, cfg=(4, "M", 4, "M", 6, "M", 6, "M", 8, "M"))
+  example = jnp.zeros((1, 32, 32, 3))
+  v = small.init(jax.random.key(0), example)
+  assert full["params_total"] == sum(x.size for x in jax.tree.leaves(v["params"]))
+  assert full["macs_per_example"] == pj.count_flops(lambda v, x: small.apply(v, x), v, example).macs
+  part = tmp_path / "part"
+  steps = full["steps"] // 2
+  first = train.train_and_evaluate(_prune_shrink_finetune(npz, max_steps_this_run=steps + 1), str(part))
+  assert first == {"interrupted": True, "stage": 2, "step": 1}  # inside the shrunk stage
+  resumed = train.train_and_evaluate(_prune_shrink_finetune(npz), str(part))
+  a, b = _final_params(tmp_path / "full"), _final_params(part)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  assert resumed["test_accuracy"] == full["test_accuracy"]
+
+
+def test_the_shrunk_hand_off_computes_what_the_masked_one_did(npz, tmp_path):
+  # shrink, then evaluate without training: the same predictions as the masked network
+  c = _prune_shrink_finetune(npz)
+  c.stages[2].epochs = 0
+  shrunk = train.train_and_evaluate(c, str(tmp_path / "shrunk"))
+  c = _prune_shrink_finetune(npz)
+  c.stages = c.stages[:2]
+  masked = train.train_and_evaluate(c, str(tmp_path / "masked"))
+  assert shrunk["test_accuracy"] == masked["test_accuracy"]
+  assert abs(shrunk["test_loss"] - masked["test_loss"]) < 1e-5
+  assert shrunk["flops_dense"] < masked["flops_dense"]
+  assert shrunk["flops_dense"] == masked["flops_effective"]
+
+
+@pytest.mark.parametrize(
+  "change, match",
+  [
+    (lambda c: setattr(c.stages[0], "shrink", True), r"'stages\[0\].shrink': the first stage has no pruned"),
+    (
+      lambda c: setattr(c.stages[2], "model_kwargs", {"cfg": (4, "M")}),
+      r"stages\[2\]: shrink sets the model's widths",
+    ),
+    (
+      lambda c: setattr(c.stages[2], "rewind_to", {"stage": 0, "step": 0}),
+      r"stages\[2\].rewind_to: a stage between stage 0 and this one shrinks",
+    ),
+  ],
+)
+def test_shrink_config_errors(npz, tmp_path, change, match):
+  c = _prune_shrink_finetune(npz)
+  change(c)
+  with pytest.raises(ValueError, match=match):
+    train.train_and_evaluate(c, str(tmp_path))
