@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(PY) -m experiments.bench.thresholds --json experiments/results/bench_thresholds/summary.json
 	mkdir -p experiments/results/bench_train_step
 	$(PY) -m experiments.bench.train_step --json experiments/results/bench_train_step/summary.json
+	$(PY) -m experiments.bench.structured_latency --json experiments/results/bench_structured/summary.json
 
 run: $(STAMP)
 	$(PY) -m experiments.sweep --config experiments/configs/quickstart.py --grid main \

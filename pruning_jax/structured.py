@@ -209,6 +209,7 @@ def select_channels(
   *,
   scope: str = "global",
   normalize: str | None = None,
+  round_to: int | None = None,
   allow_collapse: bool = False,
 ) -> dict[int, np.ndarray]:
   """Keep vectors that remove exactly the lowest-scoring channels.
@@ -222,10 +223,15 @@ def select_channels(
       group).
     normalize: divide each group's scores by their ``"l1"``, ``"l2"``, ``"max"`` or ``"mean"``
       before a global ranking (None: raw scores).
+    round_to: then round each group's kept count to the nearest multiple of this (at least
+      one multiple, at most the group; its best channels are kept): XLA's CPU convolutions run
+      far faster on widths that are multiples of 8. The removed total is then no longer
+      exactly ``round(amount * n)``.
     allow_collapse: allow a group to lose every channel (it disconnects the network).
 
   Returns:
-    ``{group index: bool (channels,) keep vector}`` for the prunable groups, for
+    ``{group index: bool (channels,) keep vector}`` (NumPy when concrete, traced arrays under
+    ``jit``) for the prunable groups, for
     :func:`pruning_jax.surgery.shrink` or :func:`pruning_jax.surgery.channel_masks`.
 
   Raises:
@@ -266,6 +272,14 @@ def select_channels(
   else:
     n_remove = [_n_remove(amount, groups[i].channels) for i in idx]
     kept = removal_keep_masks(units, jnp.stack(n_remove), range(len(idx)))
+  if round_to is not None:
+    if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
+      raise ValueError(f"select_channels: round_to must be an int >= 1 or None, got {round_to!r}.")
+    sizes = jnp.asarray([groups[i].channels for i in idx], jnp.int32)
+    counts = jnp.stack([jnp.sum(k, dtype=jnp.int32) for k in kept])
+    rounded = jnp.maximum(round_to, ((counts + round_to // 2) // round_to) * round_to)
+    target = jnp.where(counts > 0, jnp.minimum(rounded, sizes), 0)
+    kept = removal_keep_masks(units, sizes - target, range(len(idx)))
   concrete = [static_value(k) for k in kept]
   traced = any(k is None for k in concrete)
   keep = {i: (k if traced else np.asarray(c)) for i, k, c in zip(idx, kept, concrete, strict=True)}
@@ -294,6 +308,7 @@ def traced_keep_for_macs(
   reference_macs: int,
   scope: str = "global",
   normalize: str | None = None,
+  round_to: int | None = None,
   rtol: float = 1e-3,
   iters: int = 30,
   allow_collapse: bool = False,
@@ -311,6 +326,7 @@ def traced_keep_for_macs(
     reference_macs: the MACs the reduction is measured against.
     scope: as :func:`select_channels`.
     normalize: as :func:`select_channels`.
+    round_to: as :func:`select_channels`.
     rtol: relative tolerance on the reduction.
     iters: bisection steps (30 resolves any channel count below 10^9).
     allow_collapse: as :func:`select_channels`.
@@ -342,7 +358,7 @@ def traced_keep_for_macs(
 
   def achieved(amount, collapse_ok=True):
     keep = select_channels(
-      scores, groups, amount, scope=scope, normalize=normalize, allow_collapse=collapse_ok
+      scores, groups, amount, scope=scope, normalize=normalize, round_to=round_to, allow_collapse=collapse_ok
     )
     return keep, 1.0 - model(keep) / ref
 
@@ -507,6 +523,7 @@ def keep_for_macs(
   reference_macs: int,
   scope: str = "global",
   normalize: str | None = None,
+  round_to: int | None = None,
   rtol: float = 1e-3,
   max_iter: int = 40,
   allow_collapse: bool = False,
@@ -525,6 +542,7 @@ def keep_for_macs(
       which may differ from ``tree``'s, e.g. an expanded network's standard width).
     scope: as :func:`select_channels`.
     normalize: as :func:`select_channels`.
+    round_to: as :func:`select_channels`.
     rtol: relative tolerance on the reduction.
     max_iter: bisection steps at most.
     allow_collapse: as :func:`select_channels`.
@@ -557,7 +575,9 @@ def keep_for_macs(
     count = lambda keep: _shrunk_macs(fn, tree, groups, keep, inputs)  # noqa: E731
 
   def evaluate(amount):
-    keep = select_channels(scores, groups, amount, scope=scope, normalize=normalize, allow_collapse=True)
+    keep = select_channels(
+      scores, groups, amount, scope=scope, normalize=normalize, round_to=round_to, allow_collapse=True
+    )
     macs = count(keep)
     return keep, macs, 1.0 - macs / int(reference_macs)
 
@@ -596,5 +616,5 @@ def keep_for_macs(
     )
   amount, keep, macs, r = best
   if not allow_collapse:
-    select_channels(scores, groups, amount, scope=scope, normalize=normalize)  # names a collapse
+    select_channels(scores, groups, amount, scope=scope, normalize=normalize, round_to=round_to)  # a collapse
   return MacsTarget(keep, float(amount), int(macs), float(r))

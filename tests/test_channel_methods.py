@@ -126,3 +126,38 @@ def test_soft_filter_pruning_zeroes_filters_that_then_train_again():
   scores = structured.group_scores(state.params, groups, "l2")
   want = structured.select_channels(scores, groups, 0.25, scope="group")
   assert all(np.array_equal(keep[i], want[i]) for i in want)
+
+
+def test_soft_filter_pruning_finds_the_per_layer_rate_of_a_macs_target():
+  m = models.resnet20(stage_widths=(8, 16, 32), blocks_per_stage=(2, 2, 2))
+  v, apply_fn, ctx, batch = _setup(m, (2, 32, 32, 3))
+  pruner = pj.methods.soft_filter_pruning(every_steps=1, macs_reduction=0.3, tied=False, rtol=2e-2)
+  state = pruner.init(jax.random.key(0), v["params"], ctx)
+  _, masks = pruner.finalize(v["params"], state)
+  x1 = batch["image"][:1]
+  dense = pj.count_flops(lambda v, x: m.apply(v, x), v, x1)
+  masked = pj.count_flops(lambda v, x: m.apply(v, x), {**v, "params": pj.apply_masks(v["params"], masks)}, x1)
+  assert abs(1 - masked.effective_macs / dense.macs - 0.3) <= 2e-2 * 0.3
+  assert 0 < float(state.buffers.amount) < 1
+  with pytest.raises(ValueError, match="macs_reduction needs scope='group'"):
+    pj.methods.soft_filter_pruning(every_steps=1, macs_reduction=0.3, scope="global")
+
+
+def test_penalized_adds_the_l1_gradient_of_the_selected_params_only():
+  m = models.vgg11(widths=(4, 4, 4, 4, 4, 4, 4, 4))
+  v, apply_fn, ctx, batch = _setup(m, (2, 32, 32, 3))
+  pruner = pj.methods.penalized(1e-2, selection=r"scale$")
+  tx = training.optimizer(optax.sgd(1.0), pruner=pruner)
+  state = training.init_train_state(jax.random.key(0), v, pruner, tx, ctx)
+  zero = jax.tree.map(jnp.zeros_like, {"params": state.params, "learned": {}})
+  updates, _ = pruner.penalty.update(zero, pruner.penalty.init(zero), {"params": state.params, "learned": {}})
+  for path, u in jax.tree_util.tree_flatten_with_path(updates["params"])[0]:
+    p = surgery.path_str(path)
+    want = 1e-2 * np.sign(np.asarray(_leaf(state.params, p))) if p.endswith("scale") else 0.0
+    np.testing.assert_allclose(np.asarray(u), np.broadcast_to(want, u.shape), rtol=1e-6)
+  with pytest.raises(ValueError, match="penalty='l0' is unknown"):
+    pj.methods.penalized(1e-2, penalty="l0")
+
+
+def _leaf(tree, path):
+  return dict((surgery.path_str(p), x) for p, x in jax.tree_util.tree_flatten_with_path(tree)[0])[path]

@@ -29,6 +29,7 @@ REQUIRED = {
   "estimator": lambda key, m: pj.hard_threshold_ste(m),
   "amount": 0.25,
   "every_steps": 2,
+  "weight": 1e-3,
 }
 # factories with one of several ways to say how much to prune, none required
 CHOICES = {"channel_pruning": {"amount": 0.25}}

@@ -375,7 +375,7 @@ def test_every_method_builds_from_its_config_by_its_own_signature():
     required = [p for p in inspect.signature(fn).parameters.values() if p.default is inspect.Parameter.empty]
     if any(p.name in ("score_fn", "estimator") for p in required):
       continue  # generic skeletons take functions, not config values
-    values = {"sparsity": 0.5, "budget_weight": 1.0, "amount": 0.25, "every_steps": 2}
+    values = {"sparsity": 0.5, "budget_weight": 1.0, "amount": 0.25, "every_steps": 2, "weight": 1e-3}
     cfg = {"name": name, **{p.name: values[p.name] for p in required}}
     if name == "channel_pruning":  # one of two ways to say how much, neither required
       cfg["amount"] = 0.25
@@ -491,3 +491,50 @@ def test_shrink_config_errors(npz, tmp_path, change, match):
   change(c)
   with pytest.raises(ValueError, match=match):
     train.train_and_evaluate(c, str(tmp_path))
+
+
+def test_structured_config_grid_validates_every_run():
+  from experiments.configs import structured
+  from experiments.sweep import run_name
+
+  for name in ("cpu", "gpu_resnet56", "gpu_vgg16"):
+    configs = [structured.get_config(a) for a in structured.grid(name)]
+    names = [run_name(c) for c in configs]
+    assert len(names) == len(set(names)) == 11 and names[0].split("_")[1] == "dense"
+    for c in configs:
+      train.validate_config(c)
+      assert c.stages[-1].get("shrink", False) or c.method == "dense"
+  sfp = structured.get_config("method=sfp,reduction=0.3")
+  assert sfp.stages[0].epochs == structured.BUDGETS["cpu"]["epochs"] + structured.BUDGETS["cpu"]["finetune"]
+  with pytest.raises(ValueError, match="method='lottery'"):
+    structured.get_config("method=lottery")
+  with pytest.raises(ValueError, match="structured grid 'tpu' is unknown"):
+    structured.grid("tpu")
+
+
+@pytest.mark.slow
+def test_every_structured_method_runs_end_to_end_and_reports(npz, tmp_path):
+  from experiments import report
+  from experiments.configs import structured
+
+  results = tmp_path / "results"
+  results.mkdir()
+  runs = str(tmp_path / "runs")
+  for arg in structured.grid("smoke"):
+    c = structured.get_config(arg + f",runs={runs}")
+    c.npz, c.val_size, c.progress, c.train_subset = npz, 32, False, None
+    c.batch_size = c.eval_batch_size = 32
+    workdir = os.path.join(runs, f"{c.model}_{c.method}_{c.variant}_seed{c.seed}")
+    s = train.train_and_evaluate(c, workdir)
+    if c.method == "dense":
+      dense_macs = s["macs_per_example"]
+    else:  # the shrunk network's own count meets the target the config names
+      r = structured.reduction_of(s)
+      assert abs(1 - s["macs_per_example"] / dense_macs - r) <= structured.RTOL * r, (
+        arg,
+        s["macs_per_example"],
+      )
+    with open(results / f"{c.method}_{c.variant}.json", "w") as f:
+      json.dump(s, f)
+  text = report.write_report(str(results), structured.REPORT)
+  assert "l1_ft" in text and "Claims, seed-paired" in text

@@ -7,7 +7,7 @@ one-shot filter pruning, soft filter pruning).
 """
 
 from pruning_jax.methods.channel import channel_pruning, soft_filter_pruning
-from pruning_jax.methods.dense import dense
+from pruning_jax.methods.dense import dense, penalized
 from pruning_jax.methods.mask_learning import (
   aslp,
   edge_popup,
@@ -25,6 +25,7 @@ __all__ = [
   "edge_popup",
   "learned_mask",
   "magnitude_pruning",
+  "penalized",
   "reparam",
   "score_pruning",
   "soft_filter_pruning",

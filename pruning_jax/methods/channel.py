@@ -60,11 +60,13 @@ class ChannelBuffers(NamedTuple):
     groups: the channel groups (static data, not arrays).
     zeroing: (), bool: soft filter pruning only: the masks hold for this step (the weights
       they remove are set to zero), then every weight trains again.
+    amount: (), float32: the fraction of channels removed (given, or found for a MACs target).
   """
 
   masks: PyTree
   groups: _Groups
   zeroing: jax.Array
+  amount: jax.Array
 
 
 def _groups_of(params: PyTree, context: InitContext | None, where: str) -> tuple[surgery.ChannelGroup, ...]:
@@ -106,6 +108,23 @@ def _is_concrete(params: PyTree) -> bool:
   return all(static_value(x) is not None for x in jax.tree.leaves(params))
 
 
+def _macs_selection(params, groups, scores, context, reduction, reference_macs, **kw):
+  """``(keep, removed fraction)`` meeting a MACs reduction: exact and eager for concrete params,
+  bisected under the trace otherwise (shapes do not depend on which)."""
+  example = jax.tree.map(lambda a: a[:1], context.example_input)
+  model = structured.macs_model(context.apply_fn, params, groups, example)
+  kw["reference_macs"] = model.dense if reference_macs is None else int(reference_macs)
+  if _is_concrete(params):
+    t = structured.keep_for_macs(context.apply_fn, params, groups, scores, reduction, example, **kw)
+    return t.keep, jnp.float32(t.amount)
+  return structured.traced_keep_for_macs(model, scores, groups, reduction, **kw)
+
+
+def _one_of(amount, macs_reduction, where):
+  if (amount is None) == (macs_reduction is None):
+    raise ValueError(f"{where}: give exactly one of amount= (channels) and macs_reduction= (MACs).")
+
+
 def channel_pruning(
   criterion: str = "l1",
   *,
@@ -115,6 +134,7 @@ def channel_pruning(
   scope: str = "global",
   normalize: str | None = None,
   tied: bool = True,
+  round_to: int | None = None,
   rtol: float = 1e-3,
   allow_collapse: bool = False,
 ) -> Pruner:
@@ -132,6 +152,8 @@ def channel_pruning(
     normalize: per-group normalisation of the scores before a global ranking.
     tied: also prune groups several layers produce (residual streams); False keeps them whole
       (as Li et al. and Pruning from Scratch do for ResNets).
+    round_to: round each group's kept width to a multiple of this (see
+      :func:`pruning_jax.structured.select_channels`; 8 makes shrunk networks much faster on CPU).
     rtol: relative tolerance of ``macs_reduction``.
     allow_collapse: allow a group to lose every channel.
 
@@ -154,27 +176,15 @@ def channel_pruning(
     [[False, False, True, True, True, True, True, True]]
   """
   where = "channel_pruning"
-  if (amount is None) == (macs_reduction is None):
-    raise ValueError(f"{where}: give exactly one of amount= (channels) and macs_reduction= (MACs).")
+  _one_of(amount, macs_reduction, where)
   if amount is not None:
     validation.fraction(amount, f"{where}: amount", upper_open=False)
 
   def select(params, groups, scores, context):
+    kw = {"scope": scope, "normalize": normalize, "round_to": round_to, "allow_collapse": allow_collapse}
     if amount is not None:
-      return structured.select_channels(
-        scores, groups, amount, scope=scope, normalize=normalize, allow_collapse=allow_collapse
-      )
-    example = jax.tree.map(lambda a: a[:1], context.example_input)
-    model = structured.macs_model(context.apply_fn, params, groups, example)
-    ref = model.dense if reference_macs is None else int(reference_macs)
-    kw = {"reference_macs": ref, "scope": scope, "normalize": normalize, "rtol": rtol}
-    if _is_concrete(params):  # exact integer counts, errors raised here
-      return structured.keep_for_macs(
-        context.apply_fn, params, groups, scores, macs_reduction, example, allow_collapse=allow_collapse, **kw
-      ).keep
-    return structured.traced_keep_for_macs(
-      model, scores, groups, macs_reduction, allow_collapse=allow_collapse, **kw
-    )[0]
+      return structured.select_channels(scores, groups, amount, **kw), jnp.float32(amount)
+    return _macs_selection(params, groups, scores, context, macs_reduction, reference_macs, rtol=rtol, **kw)
 
   def init(key, params, context: InitContext | None = None):
     groups = _groups_of(params, context, where)
@@ -184,10 +194,11 @@ def channel_pruning(
       start = context.masks
     scored = params if start is None else masks_lib.apply_masks(params, start)
     scores = _scores(criterion, scored, groups, context, key, tied, where)
-    masks = _full_masks(params, groups, select(scored, groups, scores, context))
+    keep, found = select(scored, groups, scores, context)
+    masks = _full_masks(params, groups, keep)
     if start is not None:
       masks = jax.tree.map(lambda a, b: a & b, masks, start)
-    return PrunerState({}, ChannelBuffers(masks, _Groups(groups), jnp.asarray(True)))
+    return PrunerState({}, ChannelBuffers(masks, _Groups(groups), jnp.asarray(True), found))
 
   def apply(params, state, *, key=None, train=True):
     del key, train
@@ -204,12 +215,15 @@ def channel_pruning(
 
 
 def soft_filter_pruning(
-  amount: float,
+  amount: float | None = None,
   *,
   every_steps: int,
+  macs_reduction: float | None = None,
+  reference_macs: int | None = None,
   criterion: str = "l2",
   scope: str = "group",
   tied: bool = True,
+  rtol: float = 1e-3,
 ) -> Pruner:
   """Soft filter pruning (He et al., IJCAI 2018): every ``every_steps`` steps the lowest-scoring
   channels are set to zero, and all weights go on training, so a zeroed filter may grow back.
@@ -226,15 +240,22 @@ def soft_filter_pruning(
     amount: fraction of channels removed (of each group with ``scope="group"``, as the paper's
       per-layer rate).
     every_steps: steps between selections (the runner's ``every_epochs=1`` is the paper's).
+    macs_reduction: instead of ``amount``: the per-group rate whose removal cuts the MACs by
+      this fraction (found at ``init``; needs ``scope="group"``, where the MACs do not depend
+      on which channels go).
+    reference_macs: what ``macs_reduction`` is measured against (None: the network's own).
     criterion: the channel score (the paper: ``"l2"``).
     scope: ``"group"`` (same fraction per group) or ``"global"``.
     tied: also prune residual streams (groups several layers produce).
+    rtol: relative tolerance of ``macs_reduction``.
 
   Returns:
     A :class:`pruning_jax.Pruner` with ``zero_removed=True``.
 
   Raises:
-    ValueError: an amount outside [0, 1), ``every_steps`` < 1, or a criterion needing data.
+    ValueError: neither or both of ``amount`` and ``macs_reduction``, an amount outside
+      [0, 1), a MACs target with ``scope="global"``, ``every_steps`` < 1, or a criterion
+      needing data.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -249,7 +270,14 @@ def soft_filter_pruning(
     [True, False]
   """
   where = "soft_filter_pruning"
-  validation.fraction(amount, f"{where}: amount")
+  _one_of(amount, macs_reduction, where)
+  if amount is not None:
+    validation.fraction(amount, f"{where}: amount")
+  elif scope != "group":
+    raise ValueError(
+      f"{where}: macs_reduction needs scope='group' (a global ranking's MACs change with the weights "
+      "at every selection)."
+    )
   if isinstance(every_steps, bool) or not isinstance(every_steps, int) or every_steps < 1:
     raise ValueError(f"{where}: every_steps must be an int >= 1, got {every_steps!r}.")
   if criterion in ("taylor", "random"):
@@ -257,16 +285,22 @@ def soft_filter_pruning(
       f"{where}: criterion {criterion!r} needs data or a key at every selection; use a weight criterion."
     )
 
-  def selection(params, groups, roles=None):
+  def selection(params, groups, rate, roles=None):
     scores = _scores(criterion, params, groups, None, None, tied, where)
-    keep = structured.select_channels(scores, groups, amount, scope=scope, allow_collapse=False)
+    keep = structured.select_channels(scores, groups, rate, scope=scope, allow_collapse=False)
     return _full_masks(params, groups, keep, roles)
 
   def init(key, params, context: InitContext | None = None):
     del key
     groups = _groups_of(params, context, where)
+    rate = jnp.float32(amount) if amount is not None else None
+    if rate is None:  # any scores: per group, only how many go changes the MACs
+      scores = _scores("l1", params, groups, None, None, tied, where)
+      _, rate = _macs_selection(
+        params, groups, scores, context, macs_reduction, reference_macs, scope=scope, rtol=rtol
+      )
     masks = jax.tree.map(lambda p: jnp.ones(jnp.shape(p), bool), params)
-    return PrunerState({}, ChannelBuffers(masks, _Groups(groups), jnp.asarray(False)))
+    return PrunerState({}, ChannelBuffers(masks, _Groups(groups), jnp.asarray(False), rate))
 
   def apply(params, state, *, key=None, train=True):
     del state, key, train
@@ -274,20 +308,20 @@ def soft_filter_pruning(
 
   def update(params, state, info: StepInfo):
     due = (jnp.asarray(info.step) + 1) % every_steps == 0
-    groups = state.buffers.groups
+    b = state.buffers
     masks = jax.lax.cond(
       due,
-      lambda: selection(params, groups.value, roles=("out",)),
+      lambda: selection(params, b.groups.value, b.amount, roles=("out",)),
       lambda: jax.tree.map(lambda p: jnp.ones(jnp.shape(p), bool), params),
     )
-    return state._replace(buffers=ChannelBuffers(masks, groups, due))
+    return state._replace(buffers=b._replace(masks=masks, zeroing=due))
 
   def masks(params, state):
     del params
     return state.buffers.masks
 
   def finalize(params, state):
-    final = selection(params, state.buffers.groups.value)
+    final = selection(params, state.buffers.groups.value, state.buffers.amount)
     return masks_lib.apply_masks(params, final), final
 
   return Pruner(init, apply, update, finalize, masks, zero_removed=True)
