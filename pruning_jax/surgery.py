@@ -11,11 +11,15 @@ add unifies them, a flatten folds one into a larger axis). The spaces that end u
 group; a group that reaches a network input or output can never shrink.
 
 Supported primitives cover conv/dense networks with biases, BatchNorm, activations, pooling,
-global average pooling, flatten and residual adds, including the calls Flax and custom
+global average pooling, flatten and residual adds, transformer MLP blocks, including the calls Flax and custom
 gradients wrap them in, depthwise convolutions with a channel multiplier (which is also how
 ``lax.conv_general_dilated_patches`` works), and kernels reshaped into one contraction axis
 (their window positions are told apart from their channels by stride). Any other primitive
-that touches a channel axis is an error naming it: a group must never be silently wrong.
+that touches a channel axis is an error naming it: a group must never be silently wrong. Where
+removing a channel would change what the others compute, its channels are fixed instead: a
+reduction over them (LayerNorm statistics, a softmax), and a concatenation, pad or slice along
+them (whose offsets into a group are not followed, so DenseNet-style concatenated features keep
+their widths).
 
 Example:
   >>> import jax, jax.numpy as jnp
@@ -277,11 +281,13 @@ class _Tracer:
     if name == "transpose":
       return [[ins[0][p] for p in eqn.params["permutation"]]]
     if name in ("reduce_sum", "reduce_max", "reduce_min", "argmax", "argmin"):
+      # a reduction over channels (a LayerNorm's statistics, a softmax) sees every channel, so
+      # removing one changes the result: those channels are fixed
       axes = set(eqn.params["axes"])
-      dropped = [d for i, d in enumerate(ins[0]) if i in axes]
-      if name in ("argmax", "argmin"):
-        self.fix_all(dropped)
+      self.fix_all([d for i, d in enumerate(ins[0]) if i in axes])
       return [[d for i, d in enumerate(ins[0]) if i not in axes]]
+    if name in ("concatenate", "pad", "slice"):
+      return [self.reshaped_axes(eqn, ins)]
     if name == "reduce_window_max" or name == "reduce_window_sum" or name == "reduce_window":
       dims = eqn.params.get("window_dimensions")
       self._no_window_over_channels(eqn, ins[0], dims)
@@ -308,6 +314,45 @@ class _Tracer:
       f"channel_groups: the primitive {name!r} is not supported (it may move or mix channels in a way "
       "this tracer cannot follow). Fix: trace a function without it, or extend pruning_jax.surgery."
     )
+
+  def reshaped_axes(self, eqn, ins: list[Dims]) -> Dims:
+    """Concatenate, pad and slice: an axis they change keeps its channels whole (fixed; offsets
+    into a group are not followed); the other axes pass, joined across operands."""
+    shape = eqn.outvars[0].aval.shape
+    changed = set(range(len(shape)))
+    if eqn.primitive.name == "concatenate":
+      changed = {eqn.params["dimension"]}
+    elif eqn.primitive.name == "pad":
+      changed = {i for i, cfg in enumerate(eqn.params["padding_config"]) if tuple(cfg) != (0, 0, 0)}
+    else:
+      strides = eqn.params.get("strides") or (1,) * len(shape)
+      changed = {
+        i
+        for i, (a, b, st, n) in enumerate(
+          zip(
+            eqn.params["start_indices"],
+            eqn.params["limit_indices"],
+            strides,
+            _shape(eqn.invars[0]),
+            strict=True,
+          )
+        )
+        if (a, b, st) != (0, n, 1)
+      }
+    operands = ins if eqn.primitive.name == "concatenate" else ins[:1]
+    out: Dims = [None] * len(shape)
+    for dims in operands:
+      for i, d in enumerate(dims):
+        if i in changed:
+          if d is not None:
+            self._fix(d)
+        else:
+          out[i] = self.join(out[i], d, str(eqn.primitive))
+    for i in changed:
+      if any(dims[i] is not None for dims in operands) and shape[i] > 1:
+        out[i] = _Dim(self.spaces.new(int(shape[i])), 1, int(shape[i]))
+        self._fix(out[i])
+    return out
 
   def _no_window_over_channels(self, eqn, dims: Dims, window) -> None:
     for d, w in zip(dims, window or (), strict=False):

@@ -163,3 +163,21 @@ def test_a_target_beyond_the_prunable_macs_is_named():
   scores = structured.group_scores(params, groups, "l1")
   with pytest.raises(ValueError, match="removing every prunable channel reduces the MACs by only 0.6471"):
     structured.keep_for_macs(fn, params, groups, scores, 0.9, x, reference_macs=68, allow_collapse=True)
+
+
+def test_round_to_keeps_multiples_of_the_best_channels():
+  groups = [
+    surgery.ChannelGroup(40, (surgery.Member("a", 1, 1),), True),
+    surgery.ChannelGroup(20, (surgery.Member("b", 1, 1),), True),
+    surgery.ChannelGroup(5, (surgery.Member("c", 1, 1),), True),
+  ]
+  scores = [np.random.default_rng(i).permutation(g.channels).astype(np.float32) for i, g in enumerate(groups)]
+  keep = structured.select_channels(scores, groups, 0.45, scope="group", round_to=8)
+  # 22 -> 24, 11 -> 8, 3 -> 5 (a group below one multiple is kept whole)
+  assert [int(k.sum()) for k in keep.values()] == [24, 8, 5]
+  for i, k in keep.items():  # the kept ones are the best of their group
+    assert np.asarray(scores[i])[k].min() > np.asarray(scores[i])[~k].max() if (~k).any() else True
+  traced = jax.jit(lambda s: structured.select_channels(s, groups, 0.45, scope="group", round_to=8))(scores)
+  assert all(np.array_equal(traced[i], keep[i]) for i in keep)
+  with pytest.raises(ValueError, match="round_to must be an int >= 1"):
+    structured.select_channels(scores, groups, 0.45, round_to=0)

@@ -378,3 +378,64 @@ def test_channel_masks_under_jit_check_collapse_at_run_time():
   assert masks_of(np.array([True, False, True]))["b"].ravel().tolist() == [True, False, True]
   with pytest.raises(Exception, match="layer collapse"):
     jax.block_until_ready(masks_of(np.zeros(3, bool)))
+
+
+def test_a_transformer_mlp_block_prunes_its_hidden_width_and_keeps_the_normalised_stream():
+  import flax.linen as nn
+
+  class Block(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      h = nn.Dense(32, name="up")(nn.LayerNorm(name="ln1")(x))
+      x = x + nn.Dense(8, name="down")(nn.gelu(h))
+      return nn.Dense(5, name="head")(nn.LayerNorm(name="ln2")(x))
+
+  m = Block()
+  x = jax.random.normal(jax.random.key(0), (2, 6, 8))
+  v = _perturbed(m.init(jax.random.key(1), x), jax.random.key(2))
+  groups = surgery.channel_groups(lambda v, x: m.apply(v, x), v, x)
+  prunable = [g for g in groups if g.prunable]
+  assert [(g.channels, {(mm.path, mm.axis, mm.role) for mm in g.members}) for g in prunable] == [
+    (
+      32,
+      {("params/up/kernel", 1, "out"), ("params/up/bias", 0, "elementwise"), ("params/down/kernel", 0, "in")},
+    )
+  ]
+  stream = next(g for g in groups if any(mm.path == "params/ln1/scale" for mm in g.members))
+  assert not stream.prunable  # LayerNorm's statistics read every channel of the stream
+  keep = {groups.index(prunable[0]): np.arange(32) % 4 != 0}
+  masked = pj.apply_masks(v, surgery.channel_masks(v, groups, keep))
+  small = surgery.shrink(v, groups, keep)
+  assert small["params"]["up"]["kernel"].shape == (8, 24)
+  big = lambda v, x: m.apply(v, x)  # noqa: E731
+  # the block's own computation on the smaller arrays (Flax modules fix their widths)
+  up, down = small["params"]["up"], small["params"]["down"]
+
+  def shrunk_fn(x):
+    p = small["params"]
+    h = nn.LayerNorm().apply({"params": p["ln1"]}, x) @ up["kernel"] + up["bias"]
+    y = x + nn.gelu(h) @ down["kernel"] + down["bias"]
+    return nn.LayerNorm().apply({"params": p["ln2"]}, y) @ p["head"]["kernel"] + p["head"]["bias"]
+
+  np.testing.assert_allclose(shrunk_fn(x), big(masked, x), rtol=2e-5, atol=2e-5)
+
+
+def test_concatenated_channels_are_kept_whole_and_slices_pass_other_axes():
+  params = {
+    "a": jnp.ones((4, 3)),
+    "b": jnp.ones((4, 5)),
+    "c": jnp.ones((8, 2)),
+    "d": jnp.ones((4, 6)),
+    "e": jnp.ones((6, 2)),
+  }
+
+  def fn(p, x):
+    y = jnp.concatenate([x @ p["a"], x @ p["b"]], axis=-1)  # 3 + 5 channels into c
+    z = jax.nn.relu(x @ p["d"])[:, None][:, :, ::1]  # an identity slice on a non-channel axis
+    return y @ p["c"] + z[:, 0] @ p["e"]
+
+  groups = surgery.channel_groups(fn, params, jnp.ones((2, 4)))
+  fixed = {(mm.path, mm.axis) for g in groups if not g.prunable for mm in g.members}
+  assert {("a", 1), ("b", 1), ("c", 0)} <= fixed
+  (g,) = [g for g in groups if g.prunable]
+  assert {(mm.path, mm.axis) for mm in g.members} == {("d", 1), ("e", 0)}
