@@ -129,16 +129,19 @@ def test_soft_filter_pruning_zeroes_filters_that_then_train_again():
 
 
 def test_soft_filter_pruning_finds_the_per_layer_rate_of_a_macs_target():
-  m = models.resnet20(stage_widths=(8, 16, 32), blocks_per_stage=(2, 2, 2))
+  m = models.resnet20(blocks_per_stage=(1, 1, 1))
   v, apply_fn, ctx, batch = _setup(m, (2, 32, 32, 3))
-  pruner = pj.methods.soft_filter_pruning(every_steps=1, macs_reduction=0.3, tied=False, rtol=2e-2)
+  # a per-group rate moves whole channels of every block at once: coarse steps
+  pruner = pj.methods.soft_filter_pruning(every_steps=1, macs_reduction=0.3, tied=False, rtol=5e-2)
   state = pruner.init(jax.random.key(0), v["params"], ctx)
   _, masks = pruner.finalize(v["params"], state)
   x1 = batch["image"][:1]
   dense = pj.count_flops(lambda v, x: m.apply(v, x), v, x1)
   masked = pj.count_flops(lambda v, x: m.apply(v, x), {**v, "params": pj.apply_masks(v["params"], masks)}, x1)
-  assert abs(1 - masked.effective_macs / dense.macs - 0.3) <= 2e-2 * 0.3
+  assert abs(1 - masked.effective_macs / dense.macs - 0.3) <= 5e-2 * 0.3
   assert 0 < float(state.buffers.amount) < 1
+  traced = jax.jit(lambda p: pruner.init(jax.random.key(0), p, ctx))(v["params"])  # as a resume builds it
+  assert abs(float(traced.buffers.amount) - float(state.buffers.amount)) < 0.05
   with pytest.raises(ValueError, match="macs_reduction needs scope='group'"):
     pj.methods.soft_filter_pruning(every_steps=1, macs_reduction=0.3, scope="global")
 

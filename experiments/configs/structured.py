@@ -13,7 +13,8 @@ Keys of the argument (comma-separated ``key=value``):
 
 Every method ends in a network physically shrunk to its structure (the runner's ``shrink``
 stage), whose MACs, parameters and accuracy the summary reports; the structure is found at the
-target MACs reduction within 0.5% relative (ResNet residual channels are coarse) by bisection
+target MACs reduction within 1% relative (a per-layer fraction of ResNet-20's channels moves in
+coarse steps) by bisection
 (:func:`pruning_jax.structured.keep_for_macs`). On ResNets only the inner channels of each block
 are pruned (``tied=False``: the residual stream keeps its widths), as Li et al. and Pruning from
 Scratch do; VGG prunes every conv.
@@ -58,7 +59,9 @@ DEFAULTS = {
   "runs": "runs/structured",
 }
 METHODS = ("dense", "l1_ft", "slimming", "sfp", "random", "uniform")
-RTOL = 5e-3  # a ResNet residual/inner channel can be ~0.5% of the MACs
+# a per-block fraction of ResNet-20's inner channels moves in steps of ~0.7% of the MACs (the
+# nearest reachable reductions to 30% and 50% are 30.2% and 49.6%)
+RTOL = 1e-2
 SLIMMING_LAMBDA = {"resnet": 1e-5, "vgg": 1e-4}
 
 
