@@ -315,8 +315,9 @@ def traced_keep_for_macs(
 ) -> tuple[dict[int, jax.Array], jax.Array]:
   """:func:`keep_for_macs` for traced scores (inside ``jit``, e.g. a Pruner's ``init``).
 
-  Bisects the removed fraction ``iters`` times and keeps the smallest one found whose modelled
-  MACs reach the reduction; a result outside ``rtol`` stops the computation at run time.
+  Bisects the removed fraction ``iters`` times and keeps whichever of the two fractions that
+  bracket the reduction comes nearer; a result outside ``rtol`` stops the computation at run
+  time.
 
   Args:
     model: the network's :class:`MacsModel`.
@@ -368,14 +369,17 @@ def traced_keep_for_macs(
     reached = achieved(mid)[1] >= reduction
     return jnp.where(reached, lo, mid), jnp.where(reached, mid, hi)
 
-  _, hi = jax.lax.fori_loop(0, iters, body, (jnp.float32(0.0), jnp.float32(1.0)))
-  keep, r = achieved(hi, allow_collapse)
+  lo, hi = jax.lax.fori_loop(0, iters, body, (jnp.float32(0.0), jnp.float32(1.0)))
+  # the last fraction below the target and the first at or above it: the nearer one
+  below = jnp.abs(achieved(lo)[1] - reduction) < jnp.abs(achieved(hi)[1] - reduction)
+  amount = jnp.where(below, lo, hi)
+  keep, r = achieved(amount, allow_collapse)
   validation.check_traced(
     jnp.abs(r - reduction) <= rtol * reduction,
     f"traced_keep_for_macs: no removed fraction reaches a MACs reduction within rtol={rtol} of "
     f"{reduction} against reference_macs={reference_macs}. Fix: a larger rtol, or a reachable target.",
   )
-  return keep, hi
+  return keep, amount
 
 
 def _check_target(reduction, reference_macs, where: str) -> None:

@@ -17,9 +17,11 @@ gradients wrap them in, depthwise convolutions with a channel multiplier (which 
 (their window positions are told apart from their channels by stride). Any other primitive
 that touches a channel axis is an error naming it: a group must never be silently wrong. Where
 removing a channel would change what the others compute, its channels are fixed instead: a
-reduction over them (LayerNorm statistics, a softmax), and a concatenation, pad or slice along
-them (whose offsets into a group are not followed, so DenseNet-style concatenated features keep
-their widths).
+reduction over them (LayerNorm statistics, a softmax), a contraction of two activations over
+them (attention's q . k, scaled by its width), a reshape that splits them (into heads), and a
+concatenation, pad or slice along them (whose offsets into a group are not followed, so
+DenseNet-style concatenated features keep their widths). Attention heads kept as a separate
+axis (Flax's ``MultiHeadDotProductAttention``) form one group whose channels are the heads.
 
 Example:
   >>> import jax, jax.numpy as jnp
@@ -395,8 +397,12 @@ class _Tracer:
           parts.append((d.space, stride))
         (space, inner), extra = parts[0], tuple(parts[1:])
         out[targets[0]] = _Dim(space, inner, int(new[targets[0]]), extra)
-      else:
-        raise ValueError(f"channel_groups: a reshape from {old} to {new} splits a channel axis.")
+      else:  # a split (e.g. into attention heads): the channels are kept whole
+        for _, d in carried:
+          self._fix(d)
+        for b in targets:
+          out[b] = _Dim(self.spaces.new(int(new[b])), 1, int(new[b]))
+          self._fix(out[b])
     return out
 
   def dot(self, eqn, ins: list[Dims], taint: list[bool]) -> Dims:
@@ -406,6 +412,10 @@ class _Tracer:
       if not t:  # a weight: its contracted axes consume channels, its free axes produce them
         self.mark(dims, contract, "in")
         self.mark(dims, [i for i in range(len(dims)) if i not in contract and i not in batch], "out")
+    if all(taint):
+      # two activations contracted (attention's q . k): models scale the product by its width
+      # (1 / sqrt(d)), which a rebuilt narrower model would change, so those channels stay whole
+      self.fix_all([lhs[a] for a in lc] + [rhs[b] for b in rc])
     for a, b in zip(lc, rc, strict=True):
       self.join(lhs[a], rhs[b], "dot_general (contraction)")
     for a, b in zip(lb, rb, strict=True):

@@ -43,11 +43,11 @@ def test_one_shot_removes_whole_channels_and_the_shrunk_network_agrees(criterion
 
 
 def test_the_macs_target_is_met_eagerly_and_under_jit():
-  m = models.vgg11(widths=(16, 32, 64, 64, 128, 128, 128, 128))
-  v, apply_fn, ctx, batch = _setup(m, (2, 32, 32, 3))
+  m = models.LeNet5(conv_widths=(12, 32), dense_widths=(64, 48))
+  v, apply_fn, ctx, batch = _setup(m, (2, 28, 28, 1))
   x1 = batch["image"][:1]
   reference = pj.count_flops(lambda v, x: m.apply(v, x), v, x1).macs
-  pruner = pj.methods.channel_pruning("l2", macs_reduction=0.4, normalize="max", rtol=1e-2)
+  pruner = pj.methods.channel_pruning("l2", macs_reduction=0.4, normalize="max", rtol=2e-2)
   groups = surgery.channel_groups(lambda v, x: m.apply(v, x), v, x1)
 
   def reduction(state):
@@ -56,9 +56,9 @@ def test_the_macs_target_is_met_eagerly_and_under_jit():
     return 1 - pj.count_flops(lambda v, x: small.apply(v, x), v_small, x1).macs / reference
 
   eager = pruner.init(jax.random.key(0), v["params"], ctx)
-  assert abs(reduction(eager) - 0.4) <= 1e-2 * 0.4
+  assert abs(reduction(eager) - 0.4) <= 2e-2 * 0.4
   traced = jax.jit(lambda p: pruner.init(jax.random.key(0), p, ctx))(v["params"])
-  assert abs(reduction(traced) - 0.4) <= 1e-2 * 0.4
+  assert abs(reduction(traced) - 0.4) <= 2e-2 * 0.4
   shapes = jax.eval_shape(lambda p: pruner.init(jax.random.key(0), p, ctx), v["params"])
   assert jax.tree.structure(shapes) == jax.tree.structure(eager)
 

@@ -32,7 +32,7 @@ REQUIRED = {
   "weight": 1e-3,
 }
 # factories with one of several ways to say how much to prune, none required
-CHOICES = {"channel_pruning": {"amount": 0.25}}
+CHOICES = {"channel_pruning": {"amount": 0.25}, "soft_filter_pruning": {"amount": 0.25}}
 
 
 def factories():

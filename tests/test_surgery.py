@@ -106,10 +106,51 @@ def test_an_op_the_tracer_does_not_know_is_named():
     surgery.channel_groups(lambda p, x: jnp.cumsum(x @ p["a"], axis=-1) @ p["b"], params, jnp.ones((1, 4)))
 
 
-def test_a_reshape_that_splits_channels_is_refused():
+def test_a_reshape_that_splits_channels_keeps_them_whole():
   params = {"a": jnp.ones((4, 8)), "b": jnp.ones((4, 2))}
-  with pytest.raises(ValueError, match="splits a channel axis"):
-    surgery.channel_groups(lambda p, x: (x @ p["a"]).reshape(1, 2, 4) @ p["b"], params, jnp.ones((1, 4)))
+  groups = surgery.channel_groups(
+    lambda p, x: (x @ p["a"]).reshape(1, 2, 4) @ p["b"], params, jnp.ones((1, 4))
+  )
+  assert not any(g.prunable for g in groups)
+  assert {(m.path, m.axis) for g in groups for m in g.members} == {("a", 0), ("a", 1), ("b", 0), ("b", 1)}
+
+
+def test_attention_heads_form_one_group_and_their_depth_stays_whole():
+  import flax.linen as nn
+
+  class Block(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      x = x + nn.MultiHeadDotProductAttention(num_heads=4, qkv_features=24, name="att")(x)
+      return nn.Dense(3, name="head")(nn.relu(nn.Dense(12, name="up")(x)).mean(axis=1))
+
+  m = Block()
+  x = jax.random.normal(jax.random.key(0), (2, 5, 8))
+  v = _perturbed(m.init(jax.random.key(1), x), jax.random.key(2))
+  groups = surgery.channel_groups(lambda v, x: m.apply(v, x), v, x)
+  heads = [g for g in groups if g.prunable and g.channels == 4]
+  assert len(heads) == 1
+  att = "params/att/"
+  assert {(mm.path, mm.axis) for mm in heads[0].members} == {
+    *((att + f"{n}/kernel", 1) for n in ("query", "key", "value")),
+    *((att + f"{n}/bias", 0) for n in ("query", "key", "value")),
+    (att + "out/kernel", 0),
+  }
+  # the query/key depth is scaled by 1/sqrt(depth): whole; the value depth (6) only feeds `out`
+  depth = {g.prunable for g in groups for mm in g.members if mm.path == att + "query/kernel" and mm.axis == 2}
+  assert depth == {False}
+  (i,) = [groups.index(g) for g in heads]
+  keep = {i: np.array([True, False, True, True])}
+  small = surgery.shrink(v, groups, keep)
+  masked = pj.apply_masks(v, surgery.channel_masks(v, groups, keep))
+
+  class Narrow(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      x = x + nn.MultiHeadDotProductAttention(num_heads=3, qkv_features=18, name="att")(x)
+      return nn.Dense(3, name="head")(nn.relu(nn.Dense(12, name="up")(x)).mean(axis=1))
+
+  np.testing.assert_allclose(Narrow().apply(small, x), m.apply(masked, x), rtol=2e-5, atol=2e-5)
 
 
 def test_vgg_groups_each_conv_with_its_batchnorm_and_the_next_conv_also_on_the_patch_path():

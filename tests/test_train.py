@@ -377,7 +377,7 @@ def test_every_method_builds_from_its_config_by_its_own_signature():
       continue  # generic skeletons take functions, not config values
     values = {"sparsity": 0.5, "budget_weight": 1.0, "amount": 0.25, "every_steps": 2, "weight": 1e-3}
     cfg = {"name": name, **{p.name: values[p.name] for p in required}}
-    if name == "channel_pruning":  # one of two ways to say how much, neither required
+    if name in ("channel_pruning", "soft_filter_pruning"):  # one of two ways to say how much
       cfg["amount"] = 0.25
     assert isinstance(build.pruner(cfg, "pruner", steps_per_epoch=10, total_steps=100), pj.Pruner)
   with pytest.raises(ValueError, match=r"pruner.name='lottery' is unknown; expected one of \[.*'aslp'"):
