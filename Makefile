@@ -28,6 +28,8 @@ bench: $(STAMP)
 	mkdir -p experiments/results/bench_train_step
 	$(PY) -m experiments.bench.train_step --json experiments/results/bench_train_step/summary.json
 	$(PY) -m experiments.bench.structured_latency --json experiments/results/bench_structured/summary.json
+	$(PY) -m experiments.bench.structured_latency --width-probe \
+	  --json experiments/results/bench_structured/width_probe/summary.json
 
 run: $(STAMP)
 	$(PY) -m experiments.sweep --config experiments/configs/quickstart.py --grid main \

@@ -255,7 +255,9 @@ SHRINK_MODELS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(SHRINK_MODELS))
+@pytest.mark.parametrize(
+  "name", [pytest.param(n, marks=pytest.mark.slow) if n == "lenet5" else n for n in sorted(SHRINK_MODELS)]
+)
 def test_the_shrunk_model_equals_the_masked_one_in_outputs_macs_and_params(name):
   make, shape = SHRINK_MODELS[name]
   m = make()

@@ -76,6 +76,42 @@ def structures(model, variables, x1, reductions, round_to):
   return reference, out
 
 
+WIDTH_PROBE = ((16, 32, 64), (15, 30, 60), (12, 24, 48), (11, 22, 45), (8, 16, 32))
+
+
+def width_probe(rounds: int, batch: int = 128) -> list[dict]:
+  """Dense ResNet-56 at uniform stage widths: time per forward pass against MACs, to show how
+  XLA:CPU's convolutions depend on the width being a multiple of 8."""
+  x = np.asarray(jax.random.normal(jax.random.key(1), (batch, 32, 32, 3)))
+  fns, macs = {}, {}
+  for widths in WIDTH_PROBE:
+    m = models.resnet56(stage_widths=widths)
+    v = jax.jit(m.init)(jax.random.key(0), x[:1])
+    fns[str(widths)] = (jax.jit(lambda v, x, m=m: m.apply(v, x)), (v, x))
+    macs[str(widths)] = pj.count_flops(lambda v, x, m=m: m.apply(v, x), v, x[:1]).macs
+  times = interleaved_calls(fns, rounds, 2)
+  full = str(WIDTH_PROBE[0])
+  base = statistics.median(times[full])
+  rows = []
+  for name, t in times.items():
+    med = statistics.median(t)
+    rows.append(
+      {
+        "stage_widths": name,
+        "batch": batch,
+        "macs": macs[name],
+        "s": med,
+        "macs_ratio": macs[full] / macs[name],
+        "speedup": base / med,
+      }
+    )
+    print(
+      f"resnet56 widths {name:<14} MACs ratio {macs[full] / macs[name]:5.2f}x speedup {base / med:5.2f}x",
+      flush=True,
+    )
+  return rows
+
+
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__)
   ap.add_argument("--rounds", type=int, default=5)
@@ -84,7 +120,15 @@ def main(argv=None):
   ap.add_argument("--batches", default="1,128")
   ap.add_argument("--round-to", default="none,8", help="widths rounded to multiples of these")
   ap.add_argument("--json", help="also write the results to this file")
+  ap.add_argument("--width-probe", action="store_true", help="only time ResNet-56 at uniform widths")
   args = ap.parse_args(argv)
+  if args.width_probe:
+    rows = width_probe(args.rounds)
+    if args.json:
+      os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
+      with open(args.json, "w") as f:
+        json.dump({"device": jax.devices()[0].device_kind, "rounds": args.rounds, "rows": rows}, f, indent=1)
+    return
   reductions = [float(r) for r in args.reductions.split(",")]
   rows = []
   device = jax.devices()[0].device_kind
