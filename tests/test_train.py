@@ -530,7 +530,7 @@ def test_every_structured_method_runs_end_to_end_and_reports(npz, tmp_path):
       dense_macs = s["macs_per_example"]
     else:  # the shrunk network's own count meets the target the config names
       r = structured.reduction_of(s)
-      assert abs(1 - s["macs_per_example"] / dense_macs - r) <= structured.RTOL * r, (
+      assert abs(1 - s["macs_per_example"] / dense_macs - r) <= structured.rtol_of(s) * r, (
         arg,
         s["macs_per_example"],
       )
