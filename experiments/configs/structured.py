@@ -32,9 +32,12 @@ Scratch do; VGG prunes every conv.
   fine-tuning, as the paper's from-scratch setting). The per-layer rate is the one whose
   uniform removal meets the MACs target.
 - random: a random structure at the target (random channel scores, one global ranking), trained
-  from scratch for E epochs (Scratch-E: the dense model's epochs).
-- uniform: every layer narrowed by the same fraction to the target, trained from scratch for E
-  epochs.
+  from scratch for E + F epochs.
+- uniform: every layer narrowed by the same fraction to the target, trained from scratch for E +
+  F epochs.
+
+Every pruned network thus sees E + F epochs of training in all (l1_ft: E dense + F fine-tuning),
+the dense reference E.
 
 Budgets: ``cpu``: ResNet-20, 15,000 training images (seeded subset of the 45k split; the 5,000
 validation images are kept), E = 6, F = 3 (far below the papers' 160-200 epochs: the study
@@ -149,7 +152,7 @@ def get_config(arg: str = ""):
     scope = "global" if m == "random" else "group"
     c.stages = [
       stage("structure", 0, _structure("random", r, scope, tied, b["rtol"]), train),
-      _shrunk("scratch", e, train, reinit=True),
+      _shrunk("scratch", e + f, train, reinit=True),
     ]
   if o["budget"] == "smoke":
     c.val_size, c.batch_size, c.eval_batch_size = 128, 64, 128
