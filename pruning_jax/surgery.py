@@ -20,7 +20,8 @@ removing a channel would change what the others compute, its channels are fixed 
 reduction over them (LayerNorm statistics, a softmax), a contraction of two activations over
 them (attention's q . k, scaled by its width), a reshape that splits them (into heads), and a
 concatenation, pad or slice along them (whose offsets into a group are not followed, so
-DenseNet-style concatenated features keep their widths). Attention heads kept as a separate
+DenseNet-style concatenated features keep their widths), and reads at computed indices (an
+embedding lookup's table and result). Attention heads kept as a separate
 axis (Flax's ``MultiHeadDotProductAttention``) form one group whose channels are the heads.
 
 Example:
@@ -308,6 +309,17 @@ class _Tracer:
       return [self.dot(eqn, ins, taint)]
     if name == "conv_general_dilated":
       return [self.conv(eqn, ins, taint)]
+    if name in _INDEXED:
+      # reads at computed indices (an embedding lookup): every axis they touch is kept whole
+      for dims in ins:
+        self.fix_all(dims)
+      out = [[None] * len(v.aval.shape) for v in eqn.outvars]
+      for dims, v in zip(out, eqn.outvars, strict=True):
+        for i, n in enumerate(v.aval.shape):
+          if n > 1:
+            dims[i] = _Dim(self.spaces.new(int(n)), 1, int(n))
+            self._fix(dims[i])
+      return out
     if name in _NO_CHANNELS:
       for dims in ins:
         self.fix_all(dims)
@@ -470,6 +482,10 @@ _PASS_FIRST = frozenset(
     "exp2", "cbrt", "tan", "asinh", "acosh", "atanh", "real", "imag", "optimization_barrier",
   }
 )  # fmt: skip
+# reads and writes at computed indices: their operands' and results' axes are kept whole
+_INDEXED = frozenset(
+  {"gather", "dynamic_slice", "dynamic_update_slice", "scatter", "scatter-add", "scatter_add"}
+)
 # primitives whose results carry no channel of their operands (e.g. random bits)
 _NO_CHANNELS = frozenset(
   {"iota", "random_bits", "random_seed", "random_wrap", "random_unwrap", "threefry2x32"}

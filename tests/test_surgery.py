@@ -482,3 +482,19 @@ def test_concatenated_channels_are_kept_whole_and_slices_pass_other_axes():
   assert {("a", 1), ("b", 1), ("c", 0)} <= fixed
   (g,) = [g for g in groups if g.prunable]
   assert {(mm.path, mm.axis) for mm in g.members} == {("d", 1), ("e", 0)}
+
+
+def test_an_embedding_lookup_keeps_its_table_whole_and_the_mlp_after_it_prunes():
+  params = {"emb": jnp.ones((50, 8)), "up": jnp.ones((8, 16)), "down": jnp.ones((16, 50))}
+
+  def fn(p, tokens):
+    x = jnp.take(p["emb"], tokens, axis=0)  # a gather at computed indices
+    return jax.nn.relu(x @ p["up"]) @ p["down"]
+
+  groups = surgery.channel_groups(fn, params, jnp.zeros((2, 7), jnp.int32))
+  assert {(m.path, m.axis) for g in groups if g.prunable for m in g.members} == {("up", 1), ("down", 0)}
+  assert {(m.path, m.axis) for g in groups if not g.prunable for m in g.members} >= {
+    ("emb", 0),
+    ("emb", 1),
+    ("up", 0),
+  }

@@ -316,7 +316,8 @@ def width_plot(study, path: str) -> bool:
     ax.set_title(f"-{r:.0%} MACs", fontsize=9)
     ax.set_xlabel("layer (ResNet: each block's inner conv)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6)
+    if ax.get_lines():
+      ax.legend(fontsize=6)
   axes[0][0].set_ylabel("kept width / dense width")
   fig.tight_layout()
   fig.savefig(path, dpi=120)
@@ -343,14 +344,39 @@ def latency_lines(folder: str) -> list[str]:
     lines.append(
       f"| {row['model']} | {row.get('round_to') or '-'} | {row['batch']} | {row['macs_reduction']:.3f} "
       f"| {row['macs_ratio']:.2f} | {row['speedup']:.2f} | {row['masked_speedup']:.2f} "
-      f"| {row['speedup_per_macs_ratio']:.2f}{'' if row['meets_target'] else ' (below)'} |"
+      f"| {row['speedup_per_macs_ratio']:.3f}{'' if row['meets_target'] else ' (below)'} |"
     )
+  probe = os.path.join(os.path.dirname(path), "width_probe", "summary.json")
+  if os.path.exists(probe):
+    with open(probe) as f:
+      rows = json.load(f)["rows"]
+    lines += [
+      "",
+      "Why widths matter on this CPU (`--width-probe`): the dense ResNet-56 at uniform stage widths, "
+      f"batch {rows[0]['batch']}, against 16/32/64:",
+      "",
+      "| stage widths | MACs ratio | speedup |",
+      "| --- | --- | --- |",
+      *(f"| {r['stage_widths']} | {r['macs_ratio']:.2f} | {r['speedup']:.2f} |" for r in rows),
+    ]
   return lines
 
 
 def sections(runs, folder) -> list[str]:
   study = [s for s in runs if s.get("study") == "structured"]
-  lines = ["## Test accuracy at equal MACs", "", *accuracy_table(study), "", "## Claims, seed-paired", ""]
+  lines = [
+    "## Test accuracy at equal MACs",
+    "",
+    "Test accuracy in % (mean +- std over seeds) and the range of the measured MACs reduction of the "
+    "shrunk networks. The dense reference trains E epochs; every pruned network E + F in all "
+    "(l1_ft: the dense run's E plus F of fine-tuning), so a pruned network above dense may owe it "
+    "to the extra epochs: the comparisons among pruned networks are the like-for-like ones.",
+    "",
+    *accuracy_table(study),
+    "",
+    "## Claims, seed-paired",
+    "",
+  ]
   lines += claims(study) + ["", PUBLISHED_CONTEXT, "", "## Latency of the shrunk networks", ""]
   lines += latency_lines(folder) + [""]
   if width_plot(study, os.path.join(folder, "widths.png")):
