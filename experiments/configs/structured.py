@@ -315,6 +315,7 @@ def width_plot(study, path: str) -> bool:
       )
     ax.set_title(f"-{r:.0%} MACs", fontsize=9)
     ax.set_xlabel("layer (ResNet: each block's inner conv)")
+    ax.set_ylim(0, 1.05)
     ax.grid(alpha=0.3)
     if ax.get_lines():
       ax.legend(fontsize=6)
