@@ -91,12 +91,22 @@ class ChannelGroup(NamedTuple):
   members: tuple[Member, ...]
   prunable: bool
 
-  def describe(self) -> str:
-    """The group on one line, e.g. ``'8 channels: a axis 1, b axis 0'``."""
+  def describe(self, shapes: Mapping[str, tuple[int, ...]] | None = None) -> str:
+    """The group on one line, e.g. ``'8 channels: a axis 1, b axis 0'``.
+
+    Args:
+      shapes: ``{slash path: shape}`` to print beside each member (optional).
+
+    Returns:
+      The line; ``(fixed)`` marks a group that cannot shrink (it reaches an input or output,
+      or something that reads all its channels at once).
+    """
     parts = [
-      f"{m.path} axis {m.axis}" + (f" (inner {m.inner})" if m.inner != 1 else "") for m in self.members
+      f"{m.path}{list(shapes[m.path]) if shapes and m.path in shapes else ''} axis {m.axis}"
+      + (f" (inner {m.inner})" if m.inner != 1 else "")
+      for m in self.members
     ]
-    fixed = "" if self.prunable else " (fixed: reaches an input or output)"
+    fixed = "" if self.prunable else " (fixed)"
     return f"{self.channels} channels{fixed}: " + ", ".join(parts)
 
 
@@ -558,24 +568,27 @@ def channel_groups(fn: Callable[..., Any], tree: PyTree, *inputs: Any) -> list[C
   return [ChannelGroup(spaces.size[r], tuple(m), not spaces.fixed[r]) for r, m in by_root.items()]
 
 
-def describe_groups(groups: Sequence[ChannelGroup]) -> str:
+def describe_groups(groups: Sequence[ChannelGroup], tree: PyTree | None = None) -> str:
   """All groups, one numbered line each (the index is the one ``keep`` uses).
 
   Args:
     groups: from :func:`channel_groups`.
+    tree: the tree they were computed on, to print each member's shape (optional).
 
   Returns:
-    The text, prunable groups first marked by their index.
+    The text.
 
   Example:
     >>> import jax.numpy as jnp
     >>> params = {"a": jnp.ones((4, 8)), "b": jnp.ones((8, 3))}
-    >>> print(describe_groups(channel_groups(lambda p, x: x @ p["a"] @ p["b"], params, jnp.ones((1, 4)))))
-    [0] 4 channels (fixed: reaches an input or output): a axis 0
-    [1] 8 channels: a axis 1, b axis 0
-    [2] 3 channels (fixed: reaches an input or output): b axis 1
+    >>> groups = channel_groups(lambda p, x: x @ p["a"] @ p["b"], params, jnp.ones((1, 4)))
+    >>> print(describe_groups(groups, params))
+    [0] 4 channels (fixed): a[4, 8] axis 0
+    [1] 8 channels: a[4, 8] axis 1, b[8, 3] axis 0
+    [2] 3 channels (fixed): b[8, 3] axis 1
   """
-  return "\n".join(f"[{i}] {g.describe()}" for i, g in enumerate(groups))
+  shapes = None if tree is None else {path_str(p): tuple(np.shape(x)) for p, x in leaves_with_paths(tree)}
+  return "\n".join(f"[{i}] {g.describe(shapes)}" for i, g in enumerate(groups))
 
 
 def channel_index(length: int, member: Member, channels: int) -> np.ndarray:
