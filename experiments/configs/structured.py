@@ -365,7 +365,11 @@ def latency_lines(folder: str) -> list[str]:
 
 def sections(runs, folder) -> list[str]:
   study = [s for s in runs if s.get("study") == "structured"]
+  planned = 2 * len(grid("cpu"))  # the CPU study: its grid with seeds 0 and 1
   lines = [
+    f"Runs collected: {len(study)} of the CPU study's {planned} (grid `cpu`, seeds 0 and 1)"
+    + ("; the sweep is still running, so the tables are incomplete." if len(study) < planned else "."),
+    "",
     "## Test accuracy at equal MACs",
     "",
     "Test accuracy in % (mean +- std over seeds) and the range of the measured MACs reduction of the "
