@@ -176,6 +176,11 @@ def group_scores(
       continue
     total = None
     for m in g.members:
+      if m.path not in leaves:
+        raise ValueError(
+          f"group_scores: group {i} has the member {m.path}, which this tree lacks. Fix: compute the "
+          "groups with channel_groups on this tree."
+        )
       x = leaves[m.path]
       if not chooses(m, np.ndim(x)):
         continue

@@ -835,6 +835,11 @@ def shrink_module(
       f"shrink_module: {type(module).__name__} has no widths_of(params). Fix: use shrink on the "
       "variables and rebuild the module yourself, or give the module a widths_of method."
     )
+  if not isinstance(variables, Mapping) or "params" not in variables:
+    raise ValueError(
+      "shrink_module: variables must be the module's Flax variables, {'params': ..., ...}. Fix: pass "
+      "what module.init returned (with any batch statistics)."
+    )
   small = shrink(variables, groups, keep, allow_collapse=allow_collapse)
   rebuilt = module.clone(**module.widths_of(small["params"]))
   expected = jax.eval_shape(rebuilt.init, jax.random.key(0), *inputs)

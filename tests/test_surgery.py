@@ -409,6 +409,12 @@ def test_shrink_refuses_what_it_cannot_honour():
     surgery.shrink({"b": params["b"]}, groups, {i: np.arange(3) < 2})
   with pytest.raises(ValueError, match=r"keep\[1\] is traced.*channel_masks is the traceable form"):
     jax.jit(lambda k: surgery.shrink(params, groups, {i: k}))(np.ones(3, bool))
+  with pytest.raises(ValueError, match=r"group_scores: group \d has the member a, which this tree lacks"):
+    from pruning_jax import structured
+
+    structured.group_scores({"b": params["b"]}, groups, "l1")
+  with pytest.raises(ValueError, match=r"shrink_module: variables must be the module's Flax variables"):
+    surgery.shrink_module(models.LeNet300100(), params, groups, {}, jnp.ones((1, 4)))
   with pytest.raises(ValueError, match="shrink_module: dict has no widths_of"):
     surgery.shrink_module({}, {"params": params}, groups, {}, jnp.ones((1, 4)))
 
