@@ -35,22 +35,38 @@ class Checkpoints:
     for step in sorted(self.mngr.all_steps(), reverse=True):
       try:
         meta = self.mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+      except Exception as e:  # noqa: BLE001 - any unreadable checkpoint: say so, use the previous
+        self._set_aside(step, e)
+        continue
+      # outside the except: a template that cannot be built is this program's error, not the
+      # checkpoint's, which stays where it is for the fixed program to resume from
+      try:
         template = jax.tree.map(ocp.utils.to_shape_dtype_struct, template_for(meta))
+      except Exception as e:
+        raise RuntimeError(
+          f"cannot build the state to restore checkpoint {step} in {self.mngr.directory} into "
+          f"(meta {meta}): {type(e).__name__}: {e}. "
+          "The checkpoint is left in place; fix the cause and resume."
+        ) from e
+      try:
         state = self.mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(template)))[
           "state"
         ]
         return meta, state
-      except Exception as e:  # noqa: BLE001 - any unreadable checkpoint: say so, use the previous
-        # kept for inspection, but out of the manager's way (the resumed run saves this step again)
-        aside = os.path.join(str(self.mngr.directory), f"{step}.unreadable-{int(time.time())}")
-        os.rename(os.path.join(str(self.mngr.directory), str(step)), aside)
-        self.mngr.reload()
-        print(
-          f"warning: checkpoint {step} in {self.mngr.directory} is unreadable ({type(e).__name__}: "
-          f"{str(e)[:200]}); moved to {aside}; trying the previous one.",
-          file=sys.stderr,
-        )
+      except Exception as e:  # noqa: BLE001
+        self._set_aside(step, e)
     return None
+
+  def _set_aside(self, step: int, e: Exception) -> None:
+    # kept for inspection, but out of the manager's way (the resumed run saves this step again)
+    aside = os.path.join(str(self.mngr.directory), f"{step}.unreadable-{int(time.time())}")
+    os.rename(os.path.join(str(self.mngr.directory), str(step)), aside)
+    self.mngr.reload()
+    print(
+      f"warning: checkpoint {step} in {self.mngr.directory} is unreadable ({type(e).__name__}: "
+      f"{str(e)[:200]}); moved to {aside}; trying the previous one.",
+      file=sys.stderr,
+    )
 
   def close(self):
     self.mngr.close()

@@ -142,6 +142,9 @@ def test_soft_filter_pruning_finds_the_per_layer_rate_of_a_macs_target():
   assert 0 < float(state.buffers.amount) < 1
   traced = jax.jit(lambda p: pruner.init(jax.random.key(0), p, ctx))(v["params"])  # as a resume builds it
   assert abs(float(traced.buffers.amount) - float(state.buffers.amount)) < 0.05
+  # a resume's template closes over concrete params inside eval_shape: the scores are traced there
+  shapes = jax.eval_shape(lambda: pruner.init(jax.random.key(0), v["params"], ctx))
+  assert shapes.buffers.amount.shape == () and shapes.buffers.amount.dtype == jnp.float32
   with pytest.raises(ValueError, match="macs_reduction needs scope='group'"):
     pj.methods.soft_filter_pruning(every_steps=1, macs_reduction=0.3, scope="global")
 

@@ -172,6 +172,21 @@ def test_corrupted_checkpoint_falls_back_to_previous(npz, tmp_path, capsys):
   assert s["steps"] == 8
 
 
+def test_a_state_that_cannot_be_built_leaves_the_checkpoint_for_a_fixed_program(tmp_path):
+  ckpt = ckpt_lib.Checkpoints(str(tmp_path))
+  ckpt.save(3, {"w": np.ones(2, np.float32)}, {"stage": 0})
+
+  def broken(meta):
+    raise TypeError("the template's own bug")
+
+  with pytest.raises(RuntimeError, match=r"checkpoint 3 .*TypeError: the template's own bug.*left in place"):
+    ckpt.restore(broken)
+  meta, state = ckpt.restore(lambda meta: {"w": np.zeros(2, np.float32)})
+  assert meta == {"stage": 0}
+  np.testing.assert_array_equal(state["w"], np.ones(2, np.float32))
+  ckpt.close()
+
+
 def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(npz, tmp_path):
   sgd = dict(SGD, lr=1e6, lr_schedule="constant")
   c = tiny_config(npz)
@@ -454,6 +469,26 @@ def test_a_shrink_stage_goes_on_with_the_smaller_model_and_resumes_exactly(npz, 
   resumed = train.train_and_evaluate(_prune_shrink_finetune(npz), str(part))
   a, b = _final_params(tmp_path / "full"), _final_params(part)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  assert resumed["test_accuracy"] == full["test_accuracy"]
+
+
+def test_a_macs_targeted_soft_pruning_stage_resumes_exactly(npz, tmp_path):
+  # its init searches the MACs target eagerly; a resume rebuilds the state's shapes under a trace
+  def config(**overrides):
+    c = _prune_shrink_finetune(npz, **overrides)
+    sfp = {"name": "soft_filter_pruning", "macs_reduction": 0.3, "every_steps": 2, "rtol": 0.2}
+    c.stages = [stage("sfp", 2, sfp, SGD)]
+    return c
+
+  full = train.train_and_evaluate(config(), str(tmp_path / "full"))
+  part = tmp_path / "part"
+  assert train.train_and_evaluate(config(max_steps_this_run=full["steps"] // 2), str(part))["interrupted"]
+  resumed = train.train_and_evaluate(config(), str(part))
+  assert not any("unreadable" in p for p in os.listdir(part / "checkpoints"))
+  for x, y in zip(
+    jax.tree.leaves(_final_params(tmp_path / "full")), jax.tree.leaves(_final_params(part)), strict=True
+  ):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
   assert resumed["test_accuracy"] == full["test_accuracy"]
 

@@ -104,8 +104,8 @@ def _full_masks(params: PyTree, groups, keep, roles=None) -> PyTree:
   return jax.tree.map(lambda m, p: jnp.broadcast_to(m, jnp.shape(p)), masks, params)
 
 
-def _is_concrete(params: PyTree) -> bool:
-  return all(static_value(x) is not None for x in jax.tree.leaves(params))
+def _is_concrete(tree: PyTree) -> bool:
+  return all(static_value(x) is not None for x in jax.tree.leaves(tree))
 
 
 def _macs_selection(params, groups, scores, context, reduction, reference_macs, **kw):
@@ -114,7 +114,8 @@ def _macs_selection(params, groups, scores, context, reduction, reference_macs, 
   example = jax.tree.map(lambda a: a[:1], context.example_input)
   model = structured.macs_model(context.apply_fn, params, groups, example)
   kw["reference_macs"] = model.dense if reference_macs is None else int(reference_macs)
-  if _is_concrete(params):
+  # the scores, not the params: concrete params closed over by a trace (eval_shape, jit) give traced scores
+  if _is_concrete(scores):
     t = structured.keep_for_macs(context.apply_fn, params, groups, scores, reduction, example, **kw)
     return t.keep, jnp.float32(t.amount)
   return structured.traced_keep_for_macs(model, scores, groups, reduction, **kw)
