@@ -40,6 +40,7 @@ def write_summary(
   wall,
   commit,
   model_kwargs=None,
+  extra=None,
 ) -> dict[str, Any]:
   counts = pj.count_params(params)
   prunable = [m for m in jax.tree.leaves(masks) if np.ndim(m) > 0]
@@ -78,6 +79,7 @@ def write_summary(
     "git_commit": commit,
     "command": " ".join(sys.argv),
     "config": json.loads(config.to_json_best_effort()),
+    **(extra or {}),
   }
   with open(os.path.join(workdir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=1)

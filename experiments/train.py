@@ -81,6 +81,7 @@ _STAGE_KEYS = {
   "model_kwargs": dict,
   "reinit": bool,
   "shrink": bool,
+  "select_best_if": (dict, type(None)),
 }
 
 
@@ -152,6 +153,43 @@ def _check_rewind(config) -> None:
       )
 
 
+_BOUNDS = {"at_most": lambda v, b: v <= b, "at_least": lambda v, b: v >= b}
+
+
+def _check_selection_rule(rule, i: int) -> None:
+  if rule is None:
+    return
+  rule = dict(rule)
+  bounds = [k for k in rule if k in _BOUNDS]
+  ok = (
+    set(rule) == {"metric", *bounds}
+    and len(bounds) == 1
+    and isinstance(rule["metric"], str)
+    and isinstance(rule[bounds[0]], (int, float))
+    and not isinstance(rule[bounds[0]], bool)
+  )
+  if not ok:
+    raise ValueError(
+      f"config key 'stages[{i}].select_best_if'={rule!r}: expected {{'metric': <a metric of the stage's "
+      "pruner>, 'at_most' or 'at_least': <number>}, e.g. {'metric': 'gate_nonzero', 'at_most': 0.2}."
+    )
+
+
+def _check_metric(rule, names, i: int) -> None:
+  if rule["metric"] not in names:
+    raise ValueError(
+      f"config key 'stages[{i}].select_best_if.metric'={rule['metric']!r}: the stage's pruner reports "
+      f"{sorted(names)}. Fix: name one of them."
+    )
+
+
+def _meets(rule, metrics: dict) -> tuple[bool, float]:
+  """Whether a stage's pruner metrics meet its ``select_best_if`` rule, and the value."""
+  (bound,) = (k for k in rule if k in _BOUNDS)
+  value = float(metrics[rule["metric"]])
+  return bool(_BOUNDS[bound](value, rule[bound])), value
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the config key for unknown keys, wrong types, unknown names, and
   pruner or optimizer arguments their factories do not take (checked by building every stage)."""
@@ -178,6 +216,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f"config stages[{i}]: shrink sets the model's widths from the hand-off; model_kwargs "
         f"{dict(stage.model_kwargs)} would override them. Fix: drop one."
       )
+    _check_selection_rule(stage.get("select_best_if"), i)
     # keys and values, before any data is read (epochs become steps again with the real count)
     build_stage(stage, i, steps_per_epoch=1000)
   _check_rewind(config)
@@ -388,9 +427,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   try:
     restored = ckpt.restore(template_for)
     start_stage, state, best = 0, None, None
+    selections: dict[str, dict] = {}  # stage -> the epoch its select_best_if rule chose
     if restored is not None:
       meta, saved = restored
       start_stage, state, best = meta["stage"], saved["train"], saved["best"]
+      selections = meta.get("selections", {})
       print(
         f"resuming from stage {start_stage} step {int(state.step)} ({workdir}/checkpoints)", file=sys.stderr
       )
@@ -411,6 +452,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if best is None:
         best = _record(state, si, -1.0)
       apply_fn = model_for(si).apply_fn
+      rule = dict(stage.select_best_if) if stage.get("select_best_if") else None
+      if rule is not None:
+        _check_metric(rule, jax.eval_shape(pruner.metrics, state.params, state.pruner_state), si)
+        stage_metrics = jax.jit(pruner.metrics)
       train_step = jax.jit(training.make_train_step(apply_fn, pruner, st.tx))
       finalized = config.eval_finalized
       eval_step = (
@@ -469,28 +514,64 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             val = evaluators.evaluate(
               eval_step, state, ds.val_image, ds.val_label, ds, config.eval_batch_size, eval_key
             )
-            log(
-              {
-                "split": "val",
-                "stage": si,
-                "step": step,
-                "epoch": step / spe,
-                "global_step": global_offset + step,
-                **val,
-                "sparsity": float(eval_sparsity(state)),  # of the network the accuracy is of
-              }
-            )
-            if val["accuracy"] > float(best["val_accuracy"]) or not config.select_best:
+            record = {
+              "split": "val",
+              "stage": si,
+              "step": step,
+              "epoch": step / spe,
+              "global_step": global_offset + step,
+              **val,
+              "sparsity": float(eval_sparsity(state)),  # of the network the accuracy is of
+            }
+            if rule is not None:  # the best epoch among those meeting the rule
+              met, value = _meets(rule, stage_metrics(state.params, state.pruner_state))
+              record[rule["metric"]] = value
+              if met and val["accuracy"] > float(best["val_accuracy"]):
+                best = _record(state, si, val["accuracy"])
+                selections[str(si)] = {
+                  "epoch": step / spe,
+                  "val_accuracy": val["accuracy"],
+                  rule["metric"]: value,
+                  "rule_met": True,
+                }
+            elif val["accuracy"] > float(best["val_accuracy"]) or not config.select_best:
               best = _record(state, si, max(val["accuracy"], float(best["val_accuracy"])))
+            log(record)
           if ckpt_due or interrupted:
-            meta = {"stage": si, "widths": {str(j): w for j, w in widths.items() if j <= si}}
+            meta = {
+              "stage": si,
+              "widths": {str(j): w for j, w in widths.items() if j <= si},
+              "selections": selections,
+            }
             ckpt.save(global_offset + step, {"train": state, "best": best}, meta)
             last_good = global_offset + step
           if interrupted:
             return {"interrupted": True, "stage": si, "step": step}
       bar.close()
-      params, masks = pruner.finalize(state.params, state.pruner_state)
-      handoff = Handoff(params, masks, state.model_state)
+      src = state
+      if rule is not None:
+        if str(si) not in selections:  # as the reference: no epoch met the rule, so the last one
+          v = evaluators.evaluate(
+            eval_step, state, ds.val_image, ds.val_label, ds, config.eval_batch_size, eval_key
+          )
+          met, value = _meets(rule, stage_metrics(state.params, state.pruner_state))
+          best = _record(state, si, v["accuracy"])
+          selections[str(si)] = {
+            "epoch": total / spe,
+            "val_accuracy": v["accuracy"],
+            rule["metric"]: value,
+            "rule_met": met,
+          }
+          print(
+            f"warning: stage {si} ({stage.name}): no epoch met select_best_if {rule} ({rule['metric']} "
+            f"ended at {value:.4f}); its last epoch is the one selected (recorded in summary.json).",
+            file=sys.stderr,
+          )
+        src = state._replace(
+          params=best["params"], pruner_state=best["pruner_state"], model_state=best["model_state"]
+        )
+      params, masks = pruner.finalize(src.params, src.pruner_state)
+      handoff = Handoff(params, masks, src.model_state)
       global_offset += total
       if si + 1 < len(stages):
         state, best = None, None
@@ -531,6 +612,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       time.time() - t0,
       commit,
       model_for(last).kwargs,
+      {"stage_selection": selections} if selections else None,
     )
   finally:
     # also on a NaN loss or an error: the metrics written so far and the checkpoints stay readable

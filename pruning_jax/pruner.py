@@ -135,6 +135,9 @@ class Pruner(NamedTuple):
       the method's regulariser gradient before the optimizers (e.g. a budget term), or None.
     metrics: ``(params, state) -> dict`` of scalars the train step reports beside the loss
       (e.g. the soft cost against its budget).
+    constraint: an optax transform over ``{"params", "learned"}`` applied after the optimizers
+      and ``keep_masked``, projecting the step onto the method's feasible set (gates clamped to
+      [0, 1], :func:`pruning_jax.transforms.clip_to_range`), or None.
     zero_removed: True: the optimizer step that removes a weight also sets it to exactly 0, so
       a weight regrown later starts from 0 (RigL, SET); False: a removed weight keeps its last
       value, unseen by the forward pass (a learned mask may bring it back as it was).
@@ -148,6 +151,7 @@ class Pruner(NamedTuple):
   labels: Callable[[PyTree], PyTree] = _default_labels
   penalty: optax.GradientTransformation | None = None
   metrics: Callable[[PyTree, PrunerState], dict[str, jax.Array]] = _no_metrics
+  constraint: optax.GradientTransformation | None = None
   zero_removed: bool = False
 
 

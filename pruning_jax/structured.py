@@ -42,6 +42,7 @@ __all__ = [
   "CRITERIA",
   "MacsModel",
   "MacsTarget",
+  "bisect_for_macs",
   "group_scores",
   "keep_for_macs",
   "macs_model",
@@ -577,11 +578,77 @@ def keep_for_macs(
     (1120, 0.3, 70)
   """
   _check_target(reduction, reference_macs, "keep_for_macs")
-
   try:
     count = macs_model(fn, tree, groups, *inputs)
   except ValueError:  # a network the per-layer model cannot follow: count every candidate
     count = lambda keep: _shrunk_macs(fn, tree, groups, keep, inputs)  # noqa: E731
+  return bisect_for_macs(
+    count,
+    scores,
+    groups,
+    reduction,
+    reference_macs=reference_macs,
+    scope=scope,
+    normalize=normalize,
+    round_to=round_to,
+    rtol=rtol,
+    max_iter=max_iter,
+    allow_collapse=allow_collapse,
+    where="keep_for_macs",
+  )
+
+
+def bisect_for_macs(
+  count: Callable[[Mapping[int, Any]], int],
+  scores: Sequence[jax.Array | None],
+  groups: Sequence[ChannelGroup],
+  reduction: float,
+  *,
+  reference_macs: int,
+  scope: str = "global",
+  normalize: str | None = None,
+  round_to: int | None = None,
+  rtol: float = 1e-3,
+  max_iter: int = 40,
+  allow_collapse: bool = False,
+  where: str = "bisect_for_macs",
+) -> MacsTarget:
+  """:func:`keep_for_macs` on a MACs counter: a :class:`MacsModel` built once (a Pruner keeps
+  it in its state and bisects again on learned scores) or any ``keep -> int``.
+
+  Args:
+    count: ``{group index: bool keep vector} -> MACs`` (e.g. :func:`macs_model`'s result).
+    scores: channel scores (concrete).
+    groups: the groups.
+    reduction: the target MACs reduction in (0, 1).
+    reference_macs: the MACs the reduction is measured against.
+    scope: as :func:`select_channels`.
+    normalize: as :func:`select_channels`.
+    round_to: as :func:`select_channels`.
+    rtol: relative tolerance on the reduction.
+    max_iter: bisection steps at most.
+    allow_collapse: as :func:`select_channels`.
+    where: the name errors start with.
+
+  Returns:
+    A :class:`MacsTarget`.
+
+  Raises:
+    ValueError: as :func:`keep_for_macs`.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from pruning_jax import surgery
+    >>> params = {"a": jnp.ones((8, 100)), "b": jnp.ones((100, 8))}
+    >>> fn = lambda p, x: jax.nn.relu(x @ p["a"]) @ p["b"]
+    >>> x = jnp.ones((1, 8))
+    >>> groups = surgery.channel_groups(fn, params, x)
+    >>> model = macs_model(fn, params, groups, x)
+    >>> t = bisect_for_macs(model, [None, jnp.arange(100.0), None], groups, 0.5, reference_macs=1600)
+    >>> t.macs, int(t.keep[1].sum())
+    (800, 50)
+  """
+  _check_target(reduction, reference_macs, where)
 
   def evaluate(amount):
     keep = select_channels(
@@ -597,14 +664,14 @@ def keep_for_macs(
   best = (0.0, keep, macs, r) if close(r) else None
   if best is None and r > reduction:
     raise ValueError(
-      f"keep_for_macs: the unpruned tree already reduces the MACs by {r:.4f} > {reduction} against "
+      f"{where}: the unpruned tree already reduces the MACs by {r:.4f} > {reduction} against "
       f"reference_macs={reference_macs}. Fix: a larger reduction, or check the reference."
     )
   if best is None:
     keep, macs, r = evaluate(1.0)
     if r < reduction and not close(r):
       raise ValueError(
-        f"keep_for_macs: removing every prunable channel reduces the MACs by only {r:.4f} < "
+        f"{where}: removing every prunable channel reduces the MACs by only {r:.4f} < "
         f"{reduction}. Fix: a smaller reduction, or check reference_macs ({reference_macs})."
       )
   lo, hi, nearest = 0.0, 1.0, None
@@ -619,7 +686,7 @@ def keep_for_macs(
     lo, hi = (mid, hi) if r < reduction else (lo, mid)
   if best is None:
     raise ValueError(
-      f"keep_for_macs: no removed fraction within rtol={rtol} of the reduction {reduction} after "
+      f"{where}: no removed fraction within rtol={rtol} of the reduction {reduction} after "
       f"{max_iter} steps; the closest, {nearest[0]:.6f}, reduces by {nearest[3]:.6f}. Fix: a larger "
       "rtol (channels are discrete), or max_iter."
     )

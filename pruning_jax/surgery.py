@@ -54,6 +54,7 @@ __all__ = [
   "channel_masks",
   "describe_groups",
   "keep_from_masks",
+  "scale_channels",
   "shrink",
   "shrink_module",
 ]
@@ -612,24 +613,29 @@ def channel_index(length: int, member: Member, channels: int) -> np.ndarray:
 Keep = Sequence[Any] | Mapping[int, Any]
 
 
-def _keep_vectors(groups: Sequence[ChannelGroup], keep: Keep, allow_collapse: bool, where: str) -> list:
-  """One bool vector (or None: keep all) per group, checked against the group."""
+def _per_group(groups: Sequence[ChannelGroup], values, where: str, name: str, kind: str) -> list:
+  """A list with one entry (or None) per group from a list or a dict keyed by group index."""
   n = len(groups)
-  if isinstance(keep, Mapping):
-    bad = [k for k in keep if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < n]
+  if isinstance(values, Mapping):
+    bad = [k for k in values if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < n]
     if bad:
       raise ValueError(
-        f"{where}: keep names groups {bad}, but there are {n} groups (indices 0..{n - 1}). Fix: key "
-        "keep by the index of the group in the list channel_groups returned (describe_groups shows it)."
+        f"{where}: {name} names groups {bad}, but there are {n} groups (indices 0..{n - 1}). Fix: key "
+        f"{name} by the index of the group in the list channel_groups returned (describe_groups shows it)."
       )
-    vectors = [keep.get(i) for i in range(n)]
-  else:
-    vectors = list(keep)
-    if len(vectors) != n:
-      raise ValueError(
-        f"{where}: keep has {len(vectors)} entries for {n} groups. Fix: one bool vector (or None) per "
-        "group, or a dict {group index: bool vector}."
-      )
+    return [values.get(i) for i in range(n)]
+  vectors = list(values)
+  if len(vectors) != n:
+    raise ValueError(
+      f"{where}: {name} has {len(vectors)} entries for {n} groups. Fix: one {kind} (or None) per "
+      f"group, or a dict {{group index: {kind}}}."
+    )
+  return vectors
+
+
+def _keep_vectors(groups: Sequence[ChannelGroup], keep: Keep, allow_collapse: bool, where: str) -> list:
+  """One bool vector (or None: keep all) per group, checked against the group."""
+  vectors = _per_group(groups, keep, where, "keep", "bool vector")
   out = []
   for i, (g, v) in enumerate(zip(groups, vectors, strict=True)):
     if v is None:
@@ -738,6 +744,69 @@ def channel_masks(
     return m
 
   return jax.tree_util.tree_map_with_path(mask, tree)
+
+
+ROLES = ("out", "in", "elementwise")
+
+
+def scale_channels(
+  tree: PyTree,
+  groups: Sequence[ChannelGroup],
+  scales: Sequence[Any] | Mapping[int, Any],
+  *,
+  roles: Sequence[str] = ROLES,
+) -> PyTree:
+  """Multiplies every channel of a group's members by a per-channel value: channel gates as a
+  reparametrization of the weights, without touching the model's code.
+
+  Scaling a BatchNorm's scale and bias by ``g`` (``roles=("elementwise",)``) is exactly
+  ``g * BN(x)``: the gate after BN and before the nonlinearity of Pruning from Scratch.
+
+  Args:
+    tree: the pytree the groups were computed on.
+    groups: from :func:`channel_groups`.
+    scales: one float vector of length ``channels`` (or None: unscaled) per group, or a dict
+      ``{group index: vector}``; may be traced (gates learned under ``jit``).
+    roles: the member roles to scale (``"out"``, ``"in"``, ``"elementwise"``).
+
+  Returns:
+    ``tree`` with the chosen members scaled; every other leaf as it was.
+
+  Raises:
+    ValueError: an unknown role, an index out of range, a vector of the wrong shape or not
+      floating, or groups that do not fit ``tree``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> params = {"a": jnp.ones((2, 3)), "b": jnp.ones((3, 2))}
+    >>> groups = channel_groups(lambda p, x: x @ p["a"] @ p["b"], params, jnp.ones((1, 2)))
+    >>> out = scale_channels(params, groups, {1: jnp.array([0.0, 0.5, 1.0])}, roles=("out",))
+    >>> out["a"][0].tolist(), out["b"][:, 0].tolist()
+    ([0.0, 0.5, 1.0], [1.0, 1.0, 1.0])
+  """
+  where = "scale_channels"
+  bad = sorted(set(roles) - set(ROLES))
+  if bad:
+    raise ValueError(f"{where}: roles {bad} are unknown; expected some of {ROLES}.")
+  vectors = _per_group(groups, scales, where, "scales", "float vector")
+  for i, (g, v) in enumerate(zip(groups, vectors, strict=True)):
+    floating = v is None or jnp.issubdtype(jnp.result_type(v), jnp.floating)
+    if v is not None and (jnp.shape(v) != (g.channels,) or not floating):
+      raise ValueError(
+        f"{where}: scales[{i}] must be a float vector of shape ({g.channels},) for group {i} "
+        f"({g.describe()}); got {jnp.result_type(v)}{list(jnp.shape(v))}."
+      )
+  picked = [g._replace(members=tuple(m for m in g.members if m.role in roles)) for g in groups]
+  axes = _leaf_axes(tree, picked, vectors, where)
+
+  def scaled(path, leaf):
+    for axis, channel, v in axes.get(path_str(path), ()) if is_array(leaf) else ():
+      shape = [1] * np.ndim(leaf)
+      shape[axis] = channel.size
+      leaf = leaf * jnp.asarray(v, jnp.result_type(leaf))[channel].reshape(shape)
+    return leaf
+
+  return jax.tree_util.tree_map_with_path(scaled, tree)
 
 
 def shrink(

@@ -147,7 +147,7 @@ def optimizer(
 ) -> optax.GradientTransformationExtraArgs:
   """The optimizer over ``{"params", "learned"}``: the pruner's penalty (if any), then the
   per-label transforms (the weights' one restarting regrown weights' moments), then
-  ``keep_masked``.
+  ``keep_masked``, then the pruner's constraint (if any).
 
   Args:
     weights: transform of the model weights (``optax.set_to_zero()`` to freeze them).
@@ -193,8 +193,11 @@ def optimizer(
     optax.partition(txs, labels, mask_compatible_extra_args=True),
     keep_masked(zero_removed=pruner.zero_removed),
   ]
-  # the method's regulariser sees the whole tree (its cost may couple weights and variables)
-  return optax.chain(*([pruner.penalty] if pruner.penalty is not None else []), *steps)
+  # the method's regulariser sees the whole tree (its cost may couple weights and variables);
+  # its constraint sees the finished step, so the params land inside the feasible set
+  penalty = [pruner.penalty] if pruner.penalty is not None else []
+  constraint = [pruner.constraint] if pruner.constraint is not None else []
+  return optax.chain(*penalty, *steps, *constraint)
 
 
 def init_train_state(

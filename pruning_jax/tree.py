@@ -9,6 +9,7 @@ name the path with ``jax.tree_util.keystr``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ KeyPath = tuple[Any, ...]
 __all__ = [
   "KeyPath",
   "PyTree",
+  "Static",
   "check_structure",
   "is_array",
   "key_name",
@@ -184,6 +186,25 @@ def split_key_like(key: jax.Array, tree: PyTree) -> PyTree:
   leaves, treedef = jax.tree_util.tree_flatten(tree)
   keys = [jax.random.fold_in(key, i) for i in range(len(leaves))]
   return jax.tree_util.tree_unflatten(treedef, keys)
+
+
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True)
+class Static:
+  """A hashable Python value carried inside a pytree as static data: no leaves, so ``jit``,
+  checkpoints and ``tree.map`` pass it through (a Pruner's channel groups or MACs model).
+
+  Attributes:
+    value: the value (hashable: tuples, NamedTuples, numbers, strings).
+
+  Example:
+    >>> import jax
+    >>> state = {"n": jax.numpy.ones(2), "layout": Static(("a", 3))}
+    >>> len(jax.tree.leaves(state)), jax.jit(lambda s: s["layout"].value[1] * s["n"])(state).tolist()
+    (1, [3.0, 3.0])
+  """
+
+  value: Any
 
 
 def static_value(x: Any) -> Any:

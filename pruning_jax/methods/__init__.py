@@ -3,7 +3,8 @@
 Families: ``dense`` (the baseline); ``score`` (score pruning with any schedule, structure and
 scope: magnitude, gradual, iterative); ``mask_learning`` (straight-through, edge-popup,
 supermask, ASLP); ``reparam`` (budget-aware weight reparametrization); ``channel`` (structured:
-one-shot filter pruning, soft filter pruning).
+one-shot filter pruning, soft filter pruning); ``scratch`` (Pruning from Scratch's channel gates
+on random weights).
 """
 
 from pruning_jax.methods.channel import channel_pruning, soft_filter_pruning
@@ -17,6 +18,7 @@ from pruning_jax.methods.mask_learning import (
 )
 from pruning_jax.methods.reparam import reparam
 from pruning_jax.methods.score import magnitude_pruning, score_pruning
+from pruning_jax.methods.scratch import pruning_from_scratch
 
 __all__ = [
   "aslp",
@@ -26,6 +28,7 @@ __all__ = [
   "learned_mask",
   "magnitude_pruning",
   "penalized",
+  "pruning_from_scratch",
   "reparam",
   "score_pruning",
   "soft_filter_pruning",

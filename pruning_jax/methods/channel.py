@@ -32,7 +32,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple
 
 import jax
@@ -41,15 +40,7 @@ import jax.numpy as jnp
 from pruning_jax import masks as masks_lib
 from pruning_jax import structured, surgery, validation
 from pruning_jax.pruner import InitContext, Pruner, PrunerState, StepInfo, no_update
-from pruning_jax.tree import PyTree, static_value
-
-
-@jax.tree_util.register_static
-@dataclasses.dataclass(frozen=True)
-class _Groups:
-  """The channel groups, carried in the pruner state as static pytree data (no leaves)."""
-
-  value: tuple[surgery.ChannelGroup, ...]
+from pruning_jax.tree import PyTree, Static, static_value
 
 
 class ChannelBuffers(NamedTuple):
@@ -64,7 +55,7 @@ class ChannelBuffers(NamedTuple):
   """
 
   masks: PyTree
-  groups: _Groups
+  groups: Static  # tuple[surgery.ChannelGroup, ...]
   zeroing: jax.Array
   amount: jax.Array
 
@@ -199,7 +190,7 @@ def channel_pruning(
     masks = _full_masks(params, groups, keep)
     if start is not None:
       masks = jax.tree.map(lambda a, b: a & b, masks, start)
-    return PrunerState({}, ChannelBuffers(masks, _Groups(groups), jnp.asarray(True), found))
+    return PrunerState({}, ChannelBuffers(masks, Static(groups), jnp.asarray(True), found))
 
   def apply(params, state, *, key=None, train=True):
     del key, train
@@ -301,7 +292,7 @@ def soft_filter_pruning(
         params, groups, scores, context, macs_reduction, reference_macs, scope=scope, rtol=rtol
       )
     masks = jax.tree.map(lambda p: jnp.ones(jnp.shape(p), bool), params)
-    return PrunerState({}, ChannelBuffers(masks, _Groups(groups), jnp.asarray(False), rate))
+    return PrunerState({}, ChannelBuffers(masks, Static(groups), jnp.asarray(False), rate))
 
   def apply(params, state, *, key=None, train=True):
     del state, key, train
