@@ -32,7 +32,12 @@ REQUIRED = {
   "weight": 1e-3,
 }
 # factories with one of several ways to say how much to prune, none required
-CHOICES = {"channel_pruning": {"amount": 0.25}, "soft_filter_pruning": {"amount": 0.25}}
+CHOICES = {
+  "channel_pruning": {"amount": 0.25},
+  "soft_filter_pruning": {"amount": 0.25},
+  # the test MLPs have 80 MACs per example, 10 per hidden channel: 2 of the 8 are 25%
+  "pruning_from_scratch": {"macs_reduction": 0.25, "reference_macs": 80},
+}
 
 
 def factories():
@@ -48,7 +53,8 @@ def build(name):
   fn = getattr(pj.methods, name)
   kwargs = dict(CHOICES.get(name, {}))
   for p in inspect.signature(fn).parameters.values():
-    if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+    required = p.default is inspect.Parameter.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+    if required and p.name not in kwargs:
       assert p.name in REQUIRED, f"add a value for {name}'s required argument {p.name!r} to REQUIRED"
       kwargs[p.name] = REQUIRED[p.name]
   return fn(**kwargs)

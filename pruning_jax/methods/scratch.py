@@ -11,12 +11,13 @@ structure ranks all gates globally (no per-layer normalisation) and bisects the 
 until ``1 - MACs(pruned) / MACs(standard) = p``, against the standard (not expanded) model; that
 structure is then shrunk and trained from scratch (the runner's ``shrink`` + ``reinit`` stage).
 
-Gates are a reparametrization: ``g * BN(x) = (g * gamma) xhat + g * beta``, so :meth:`apply`
+Gates are a reparametrization: ``g * BN(x) = (g * gamma) xhat + g * beta``, so ``apply``
 scales the BatchNorm scale and bias of each gated group
-(:func:`pruning_jax.surgery.scale_channels`) and the model's code is untouched. Which layers
-are gated follows the paper from the channel groups: every group one layer produces (every
-conv-BN-ReLU of a VGG; the inner channel of a CIFAR ResNet block, after ``bn1``), never a
-residual stream several layers produce.
+(:func:`pruning_jax.surgery.scale_channels`) and the model's code is untouched (a layer without
+BatchNorm gets ``g * (x W + b)``: its filters and bias are scaled). Which layers are gated
+follows the paper from the channel groups: every group one layer produces (every conv-BN-ReLU
+of a VGG; the inner channel of a CIFAR ResNet block, after ``bn1``), never a residual stream
+several layers produce.
 
 Example:
   >>> import jax, jax.numpy as jnp
@@ -53,7 +54,7 @@ class GateBuffers(NamedTuple):
 
   Attributes:
     groups: the channel groups (``tuple[ChannelGroup, ...]``).
-    gated: the indices of the gated groups, in the order of the gate keys.
+    gated: ``(group index, member roles the gate scales)`` per gated group.
     macs: the network's :class:`pruning_jax.structured.MacsModel`.
     reference_macs: the MACs the reduction is measured against.
   """
@@ -64,20 +65,17 @@ class GateBuffers(NamedTuple):
   reference_macs: Static
 
 
-def _gated_groups(groups, where: str) -> tuple[int, ...]:
-  """The groups one layer produces and a BatchNorm (an elementwise scale) follows."""
+def _gated_groups(groups, where: str) -> tuple[tuple[int, tuple[str, ...]], ...]:
+  """``(group index, member roles the gate scales)`` for each group one layer produces: after its
+  BatchNorm (scale and shift) where it has one, else on the layer's own output (filters, bias)."""
   gated = []
   for i, g in enumerate(groups):
     if not g.prunable or sum(m.role == "out" for m in g.members) != 1:
       continue
-    if not any(m.role == "elementwise" for m in g.members):
-      raise ValueError(
-        f"{where}: group {i} ({g.describe()}) has no BatchNorm scale and bias to gate after. "
-        "Pruning from Scratch gates BN outputs: use a network with BatchNorm after each gated conv."
-      )
-    gated.append(i)
+    normed = any(m.role == "elementwise" and structured._BN_SCALE.search(m.path) for m in g.members)
+    gated.append((i, ("elementwise",) if normed else ("out", "elementwise")))
   if not gated:
-    raise ValueError(f"{where}: the network has no group a single layer produces, so nothing to gate.")
+    raise ValueError(f"{where}: the network has no channel group a single layer produces: nothing to gate.")
   return tuple(gated)
 
 
@@ -119,8 +117,8 @@ def pruning_from_scratch(
 
   Raises:
     ValueError: a reduction outside (0, 1), a non-positive reference, lambda < 0 or r outside
-      [0, 1]; at init, a context without ``apply_fn`` and ``example_input`` or a gated group
-      without BatchNorm.
+      [0, 1]; at init, a context without ``apply_fn`` and ``example_input``, or a network with
+      no group a single layer produces.
 
   Example:
     >>> import jax.numpy as jnp
@@ -150,14 +148,16 @@ def pruning_from_scratch(
     gated = _gated_groups(groups, where)
     example = jax.tree.map(lambda a: a[:1], context.example_input)
     model = structured.macs_model(context.apply_fn, params, groups, example)
-    gates = {str(i): jnp.ones((groups[i].channels,), jnp.float32) for i in gated}
+    gates = {str(i): jnp.ones((groups[i].channels,), jnp.float32) for i, _ in gated}
     buffers = GateBuffers(Static(groups), Static(gated), Static(model), Static(int(reference_macs)))
     return PrunerState({"gates": gates}, buffers)
 
   def gated_params(params, state):
     b = state.buffers
-    scales = {i: state.learned["gates"][str(i)] for i in b.gated.value}
-    return surgery.scale_channels(params, b.groups.value, scales, roles=("elementwise",))
+    for roles in sorted({roles for _, roles in b.gated.value}):
+      scales = {i: state.learned["gates"][str(i)] for i, r in b.gated.value if r == roles}
+      params = surgery.scale_channels(params, b.groups.value, scales, roles=roles)
+    return params
 
   def apply(params, state, *, key=None, train=True):
     del key, train
@@ -165,14 +165,14 @@ def pruning_from_scratch(
 
   def masks(params, state):
     b = state.buffers
-    keep = {i: state.learned["gates"][str(i)] != 0 for i in b.gated.value}
+    keep = {i: state.learned["gates"][str(i)] != 0 for i, _ in b.gated.value}
     return _full_masks(params, b.groups.value, keep)
 
   def structure(state):
     """The keep vectors of the MACs target: the global top-k of the gates."""
     b = state.buffers
-    groups, gated = b.groups.value, b.gated.value
-    scores = [state.learned["gates"][str(i)] if i in gated else None for i in range(len(groups))]
+    groups, gates = b.groups.value, state.learned["gates"]
+    scores = [gates.get(str(i)) for i in range(len(groups))]
     kw = {"reference_macs": b.reference_macs.value, "scope": "global", "round_to": round_to, "rtol": rtol}
     if _is_concrete(scores):
       return structured.bisect_for_macs(
