@@ -101,7 +101,9 @@ def test_the_penalty_is_lambda_times_the_squared_gap_of_the_mean_gate_and_its_gr
     return lam * (jnp.mean(jnp.abs(flat)) - r) ** 2
 
   want = jax.grad(loss)(gates)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9), u["learned"]["gates"], want)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9), u["learned"]["gates"], want
+  )
   flat = np.concatenate([np.asarray(x) for x in jax.tree.leaves(gates)])
   n = flat.size
   closed = 2 * lam * (np.abs(flat).mean() - r) * np.sign(flat) / n  # the formula's derivative
@@ -157,7 +159,10 @@ def test_the_structure_is_the_global_top_gates_at_the_macs_target_of_the_standar
     assert removed and min(kept) >= max(removed)
   # the shrunk, gated network computes what the masked, gated one does
   np.testing.assert_allclose(
-    small.apply(v_small, batch["image"]), m.apply({**v, "params": params}, batch["image"]), atol=1e-4, rtol=1e-4
+    small.apply(v_small, batch["image"]),
+    m.apply({**v, "params": params}, batch["image"]),
+    atol=1e-4,
+    rtol=1e-4,
   )
 
 
@@ -165,9 +170,11 @@ def test_residual_streams_stay_whole_and_only_inner_channels_are_gated():
   m = models.resnet20(blocks_per_stage=(2, 1, 1))
   x = jnp.zeros((2, 32, 32, 3))
   v = m.init(jax.random.key(0), x)
-  ctx = training.init_context(training.linen_apply(m), {"batch_stats": v["batch_stats"]}, batches=[
-    {"image": x, "label": jnp.zeros(2, jnp.int32)}
-  ])
+  ctx = training.init_context(
+    training.linen_apply(m),
+    {"batch_stats": v["batch_stats"]},
+    batches=[{"image": x, "label": jnp.zeros(2, jnp.int32)}],
+  )
   pruner = pj.methods.pruning_from_scratch(0.3, reference_macs=10**6)
   state = pruner.init(jax.random.key(0), v["params"], ctx)
   groups = state.buffers.groups.value

@@ -493,6 +493,72 @@ def test_a_macs_targeted_soft_pruning_stage_resumes_exactly(npz, tmp_path):
   assert resumed["test_accuracy"] == full["test_accuracy"]
 
 
+def _pfs(npz, rule, **overrides):
+  """Gate learning on an expanded VGG-11, then its structure shrunk and trained from scratch."""
+  c = tiny_config(npz, **overrides)
+  c.model = "vgg11"
+  c.model_kwargs = {"cfg": (12, "M", 12, "M", 16, "M", 16, "M", 20, "M"), "bn_scale_init": 0.5}
+  c.eval_finalized = False  # the gate stage's validation is the gated network's, as the reference's
+  standard = models_lib.get_model("vgg11", num_classes=10, cfg=(8, "M", 8, "M", 12, "M", 12, "M", 16, "M"))
+  x = jnp.zeros((1, 32, 32, 3))
+  reference = pj.count_flops(lambda v, x: standard.apply(v, x), standard.init(jax.random.key(0), x), x).macs
+  gates = {"name": "pruning_from_scratch", "macs_reduction": 0.3, "reference_macs": reference, "rtol": 0.15}
+  c.stages = [
+    stage("gates", 3, gates, {"name": "frozen"}, mask_optimizer={"name": "adam", "lr": 0.05}),
+    stage("scratch", 0, {"name": "dense"}, SGD),
+  ]
+  c.stages[0].select_best_if = rule
+  c.stages[1].shrink = True
+  c.stages[1].reinit = True
+  return c, standard, reference
+
+
+def test_pruning_from_scratch_selects_by_the_checkpoint_rule_and_trains_a_fresh_shrunk_net(npz, tmp_path):
+  rule = {"metric": "gate_nonzero", "at_most": 1.0}
+  c, standard, reference = _pfs(npz, rule)
+  s = train.train_and_evaluate(c, str(tmp_path))
+  vals = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  vals = [r for r in vals if r["split"] == "val" and r["stage"] == 0]
+  assert len(vals) == 3 and all("gate_nonzero" in r for r in vals)
+  eligible = [r for r in vals if r["gate_nonzero"] <= 1.0]
+  best = max(eligible, key=lambda r: r["accuracy"])  # the first of equals: a later one must beat it
+  chosen = s["stage_selection"]["0"]
+  assert (
+    chosen["epoch"] == best["epoch"] and chosen["rule_met"] and chosen["val_accuracy"] == best["accuracy"]
+  )
+  assert abs(1 - s["macs_per_example"] / reference - 0.3) <= 0.15 * 0.3
+  # trained from scratch: the reported net is the shrunk model's own initialization, nothing inherited
+  small = models_lib.get_model("vgg11", num_classes=10, **s["model_kwargs"])
+  fresh = small.init(jax.random.fold_in(jax.random.PRNGKey(c.seed), 5000 + 1), jnp.zeros((1, 32, 32, 3)))
+  state = {k: v for k, v in fresh.items() if k != "params"}
+  chex.assert_trees_all_equal(
+    ckpt_lib.load_final(str(tmp_path), fresh["params"], state), (fresh["params"], state)
+  )
+
+
+def test_a_rule_no_epoch_meets_selects_the_last_epoch_and_says_so(npz, tmp_path, capsys):
+  c, _, _ = _pfs(npz, {"metric": "gate_mean", "at_most": -1.0})
+  s = train.train_and_evaluate(c, str(tmp_path))
+  assert "no epoch met select_best_if" in capsys.readouterr().err
+  assert s["stage_selection"]["0"]["rule_met"] is False and s["stage_selection"]["0"]["epoch"] == 3.0
+
+
+@pytest.mark.parametrize(
+  "rule, match",
+  [
+    ({"metric": "gate_nonzero"}, r"'stages\[0\].select_best_if'.*expected \{'metric'"),
+    ({"metric": "gate_nonzero", "at_most": 0.2, "at_least": 0.1}, r"'stages\[0\].select_best_if'"),
+    ({"metric": "gate_nonzero", "below": 0.2}, r"'stages\[0\].select_best_if'"),
+    ({"metric": "nonsense", "at_most": 0.2}, r"'stages\[0\].select_best_if.metric'='nonsense'.*'gate_mean'"),
+  ],
+)
+def test_a_bad_selection_rule_names_its_key(npz, tmp_path, rule, match):
+  c, _, _ = _pfs(npz, rule)
+  with pytest.raises(ValueError, match=match):
+    train.train_and_evaluate(c, str(tmp_path))
+  assert not os.path.exists(tmp_path / "summary.json")
+
+
 def test_the_shrunk_hand_off_computes_what_the_masked_one_did(npz, tmp_path):
   # shrink, then evaluate without training: the same predictions as the masked network
   c = _prune_shrink_finetune(npz)
