@@ -86,28 +86,41 @@ def write_summary(
   return summary
 
 
-def _curve_fields(workdir: str, stage: int, max_train_points: int = 200) -> dict[str, Any]:
-  """The last stage's validation curve and (thinned) train-metric curve from metrics.jsonl (a
-  resumed run logs a step again: the later record wins), and the epoch of the best validation
-  accuracy (the first, on ties)."""
-  by_split: dict[str, dict[int, dict]] = {"val": {}, "train": {}}
+def _read_metrics(workdir: str) -> dict[int, dict[str, dict[int, dict]]]:
+  """``{stage: {split: {step: record}}}`` from metrics.jsonl (a resumed run logs a step again:
+  the later record wins)."""
+  out: dict[int, dict[str, dict[int, dict]]] = {}
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     for line in f:
       r = json.loads(line)
-      if r.get("split") in by_split and r.get("stage") == stage:
-        by_split[r["split"]][r["step"]] = r
-  curve = [
-    {"epoch": r["epoch"], "accuracy": r["accuracy"], "sparsity": r["sparsity"]}
-    for _, r in sorted(by_split["val"].items())
-  ]
-  train_records = [r for _, r in sorted(by_split["train"].items())]
+      if r.get("split") in ("val", "train"):
+        out.setdefault(r["stage"], {"val": {}, "train": {}})[r["split"]][r["step"]] = r
+  return out
+
+
+def _stage_curves(records: dict[str, dict[int, dict]], max_train_points: int) -> dict[str, Any]:
+  drop = ("split", "stage", "global_step")
+  curve = [{k: v for k, v in r.items() if k not in drop} for _, r in sorted(records["val"].items())]
+  train_records = [r for _, r in sorted(records["train"].items())]
   stride = max(1, math.ceil(len(train_records) / max_train_points))
   keep = train_records[::stride] + ([train_records[-1]] if (len(train_records) - 1) % stride else [])
-  drop = ("split", "stage", "global_step")
-  out: dict[str, Any] = {
-    "val_curve": curve,
-    "train_curve": [{k: v for k, v in r.items() if k not in drop} for r in keep],
-  }
+  return {"val_curve": curve, "train_curve": [{k: v for k, v in r.items() if k not in drop} for r in keep]}
+
+
+def _curve_fields(workdir: str, stage: int, max_train_points: int = 200) -> dict[str, Any]:
+  """The last stage's validation curve and (thinned) train-metric curve, those of the earlier
+  stages that trained (``earlier_stages``: e.g. a gate-learning stage's gate curve), and the
+  epoch of the best validation accuracy (the first, on ties)."""
+  by_stage = _read_metrics(workdir)
+  empty = {"val": {}, "train": {}}
+  out: dict[str, Any] = _stage_curves(by_stage.get(stage, empty), max_train_points)
+  out["val_curve"] = [
+    {"epoch": r["epoch"], "accuracy": r["accuracy"], "sparsity": r["sparsity"]} for r in out["val_curve"]
+  ]
+  earlier = {str(i): _stage_curves(by_stage[i], max_train_points) for i in sorted(by_stage) if i < stage}
+  if earlier:
+    out["earlier_stages"] = earlier
+  curve = out["val_curve"]
   if curve:
     best = max(range(len(curve)), key=lambda i: (curve[i]["accuracy"], -i))
     out["best_val_epoch"] = curve[best]["epoch"]

@@ -527,6 +527,8 @@ def test_pruning_from_scratch_selects_by_the_checkpoint_rule_and_trains_a_fresh_
     chosen["epoch"] == best["epoch"] and chosen["rule_met"] and chosen["val_accuracy"] == best["accuracy"]
   )
   assert abs(1 - s["macs_per_example"] / reference - 0.3) <= 0.15 * 0.3
+  gate_curve = s["earlier_stages"]["0"]["train_curve"]  # the gate curve the report plots
+  assert len(gate_curve) == 3 * 4 and gate_curve[0]["gate_mean"] < 1.0
   # trained from scratch: the reported net is the shrunk model's own initialization, nothing inherited
   small = models_lib.get_model("vgg11", num_classes=10, **s["model_kwargs"])
   fresh = small.init(jax.random.fold_in(jax.random.PRNGKey(c.seed), 5000 + 1), jnp.zeros((1, 32, 32, 3)))

@@ -67,6 +67,32 @@ class VGG(nn.Module):
     return {"cfg": tuple(M if c == M else next(widths) for c in self.cfg)}
 
 
+def expanded_cfg(name: str, c: int) -> tuple:
+  """Pruning from Scratch's expanded VGG: the standard cfg with its first width 64 set to ``c``
+  and every other width scaled alike (``c, c, M, 2c, 2c, M, 4c x3, M, 8c x3, M, 8c x3`` for
+  VGG-16; the reference's default ``c`` is 80).
+
+  Args:
+    name: ``"vgg11"``, ``"vgg16"`` or ``"vgg19"``.
+    c: the expanded first width.
+
+  Returns:
+    The cfg, pools where the standard one has them.
+
+  Raises:
+    ValueError: an unknown name or ``c < 1``.
+
+  Example:
+    >>> expanded_cfg("vgg16", 80)[:6]
+    (80, 80, 'M', 160, 160, 'M')
+  """
+  if name not in CFGS:
+    raise ValueError(f"expanded_cfg: {name!r} is not one of {sorted(CFGS)}.")
+  if isinstance(c, bool) or not isinstance(c, int) or c < 1:
+    raise ValueError(f"expanded_cfg: c must be a positive int, got {c!r}.")
+  return tuple(M if w == M else w * c // 64 for w in CFGS[name])
+
+
 def _widths(name: str, widths: Sequence[int] | None) -> tuple:
   cfg = CFGS[name]
   if widths is None:
@@ -138,4 +164,4 @@ def vgg19(widths: Sequence[int] | None = None, **kw) -> VGG:
   return VGG(**{"cfg": _widths("vgg19", widths), **kw})
 
 
-__all__ = ["CFGS", "VGG", "vgg11", "vgg16", "vgg19"]
+__all__ = ["CFGS", "VGG", "expanded_cfg", "vgg11", "vgg16", "vgg19"]
