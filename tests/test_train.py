@@ -641,3 +641,62 @@ def test_every_structured_method_runs_end_to_end_and_reports(npz, tmp_path):
       json.dump(s, f)
   text = report.write_report(str(results), structured.REPORT)
   assert "l1_ft" in text and "Claims, seed-paired" in text
+
+
+def test_pfs_config_grid_validates_every_run_and_spends_scratch_b_epochs():
+  from experiments.configs import pfs
+  from experiments.sweep import run_name
+
+  for name, n in (("cpu", 9), ("gpu_resnet56", 17), ("gpu_vgg16", 17)):
+    configs = [pfs.get_config(a) for a in pfs.grid(name)]
+    names = [run_name(c) for c in configs]
+    assert len(names) == len(set(names)) == n and names[0].split("_")[1] == "dense"
+    for c in configs:
+      train.validate_config(c)
+  # Scratch-B: int(1 / (1 - p) * E), the reference's budget_train
+  assert [pfs.scratch_b_epochs(160, p) for p in (0.5, 0.7)] == [320, 533]
+  b = pfs.get_config("method=pfs_b,reduction=0.5")
+  e = pfs.get_config("method=pfs,reduction=0.5")
+  assert (e.stages[1].epochs, b.stages[1].epochs) == (6, 12)
+  assert pfs.get_config("method=uniform_b,reduction=0.5").stages[1].epochs == 12
+  # the expanded ResNet-20: inner widths x1.25, residual standard; the MACs target is the standard model's
+  assert e.model_kwargs["inner_widths"] == (20,) * 3 + (40,) * 3 + (80,) * 3
+  standard = models_lib.get_model("resnet20", num_classes=10)
+  x = jnp.zeros((1, 32, 32, 3))
+  macs = pj.count_flops(lambda v, x: standard.apply(v, x), standard.init(jax.random.key(0), x), x).macs
+  assert e.stages[0].pruner.reference_macs == macs
+  assert e.stages[0].select_best_if.to_dict() == {"metric": "gate_nonzero", "at_most": 0.2}
+  vgg = pfs.get_config("method=pfs,model=vgg16,budget=gpu")
+  assert vgg.model_kwargs["cfg"][:3] == (80, 80, "M") and vgg.model_kwargs["bn_scale_init"] == 0.5
+  with pytest.raises(ValueError, match="pfs config: method='lottery'"):
+    pfs.get_config("method=lottery")
+  with pytest.raises(ValueError, match="pfs config: model='lenet5'"):
+    pfs.get_config("model=lenet5")
+  with pytest.raises(ValueError, match="pfs grid 'tpu' is unknown"):
+    pfs.grid("tpu")
+
+
+@pytest.mark.slow
+def test_every_pfs_method_runs_end_to_end_and_reports(npz, tmp_path):
+  from experiments import report
+  from experiments.configs import pfs
+
+  results = tmp_path / "results"
+  results.mkdir()
+  runs = str(tmp_path / "runs")
+  for arg in pfs.grid("smoke"):
+    c = pfs.get_config(arg + f",runs={runs}")
+    c.npz, c.val_size, c.progress, c.train_subset = npz, 32, False, None
+    c.batch_size = c.eval_batch_size = 32
+    workdir = os.path.join(runs, f"{c.model}_{c.method}_{c.variant}_seed{c.seed}")
+    s = train.train_and_evaluate(c, workdir)
+    if c.method == "dense":
+      dense_macs = s["macs_per_example"]
+    else:  # the shrunk network's own count meets the target against the standard model
+      r = pfs.reduction_of(s)
+      reached = 1 - s["macs_per_example"] / dense_macs
+      assert abs(reached - r) <= pfs.rtol_of(s) * r, (arg, s["macs_per_example"])
+    with open(results / f"{c.method}_{c.variant}.json", "w") as f:
+      json.dump(s, f)
+  text = report.write_report(str(results), pfs.REPORT)
+  assert "pfs_b" in text and "Claims, seed-paired" in text and "gate" in text
