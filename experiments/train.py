@@ -244,12 +244,12 @@ class StageModel(NamedTuple):
   kwargs: dict  # the model kwargs beyond the run's num_classes
 
 
-def _as_tuples(x):
+def as_tuples(x):
   """JSON lists back to the tuples the model fields hold."""
   if isinstance(x, list):
-    return tuple(_as_tuples(v) for v in x)
+    return tuple(as_tuples(v) for v in x)
   if isinstance(x, dict):
-    return {k: _as_tuples(v) for k, v in x.items()}
+    return {k: as_tuples(v) for k, v in x.items()}
   return x
 
 
@@ -259,7 +259,7 @@ def _stage_kwargs(config, i: int, widths: dict[int, dict]) -> dict:
   shrunk = [j for j in widths if j <= i]
   if shrunk:
     kwargs.update(widths[max(shrunk)])
-  return _as_tuples({**kwargs, **dict(config.stages[i].get("model_kwargs", {}))})
+  return as_tuples({**kwargs, **dict(config.stages[i].get("model_kwargs", {}))})
 
 
 def _stage_model(config, i: int, num_classes: int, root, example, kwargs: dict) -> StageModel:
@@ -410,7 +410,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   def template_for(meta):
     si = meta["stage"]
     for j, w in meta.get("widths", {}).items():  # a shrunk model is rebuilt from its widths
-      widths[int(j)] = _as_tuples(w)
+      widths[int(j)] = as_tuples(w)
     models.clear()
     # shapes only: those of the stage's own model (a stage may rebuild it with other widths)
     init_vars = model_for(si).init_vars

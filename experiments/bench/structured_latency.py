@@ -11,6 +11,12 @@ hits all alike. The figure of merit is the speedup over dense divided by the MAC
 / shrunk); the target on CPU is at least 0.8.
 
     python -m experiments.bench.structured_latency --json experiments/results/bench_structured/summary.json
+
+``--from-results FOLDER`` times instead the structures a study's runs reached (each summary's
+``model_kwargs``) against that study's dense network, e.g. the Pruning from Scratch study:
+
+    python -m experiments.bench.structured_latency --from-results experiments/results/pfs \
+      --json experiments/results/pfs/latency.json
 """
 
 from __future__ import annotations
@@ -112,6 +118,59 @@ def width_probe(rounds: int, batch: int = 128) -> list[dict]:
   return rows
 
 
+def study_structures(folder: str, rounds: int, batches) -> list[dict]:
+  """Per run of a study (its summaries under ``folder``): the shrunk network its summary names
+  against the study's dense network (same model, the dense run's ``model_kwargs``), timed
+  interleaved at each batch size; weights are random (latency does not depend on them)."""
+  from experiments import report
+  from experiments.train import as_tuples
+
+  runs = [s for s in report.load_summaries(folder) if s.get("model_kwargs") is not None]
+  dense_runs = {s["model"]: s for s in runs if s["method"] == "dense"}
+  rows = []
+  for model_name, dense_run in sorted(dense_runs.items()):
+    x1 = np.zeros((1, 32, 32, 3), np.float32)
+    nets = {"dense": models.get_model(model_name, num_classes=10, **as_tuples(dense_run["model_kwargs"]))}
+    for s in runs:
+      if s["model"] == model_name and s["method"] != "dense":
+        nets[f"{s['method']}|{s['variant']}|{s['seed']}"] = models.get_model(
+          model_name, num_classes=10, **as_tuples(s["model_kwargs"])
+        )
+    variables = {k: jax.jit(m.init)(jax.random.key(0), x1) for k, m in nets.items()}
+    macs = {k: pj.count_flops(m.apply, variables[k], x1).macs for k, m in nets.items()}
+    for batch in batches:
+      x = np.asarray(jax.random.normal(jax.random.key(1), (batch, 32, 32, 3)))
+      fns = {k: (jax.jit(lambda v, x, m=m: m.apply(v, x)), (variables[k], x)) for k, m in nets.items()}
+      times = interleaved_calls(fns, rounds, max(1, 256 // batch))
+      base = statistics.median(times["dense"])
+      for key in nets:
+        if key == "dense":
+          continue
+        method, variant, seed = key.split("|")
+        med = statistics.median(times[key])
+        rows.append(
+          {
+            "model": model_name,
+            "method": method,
+            "variant": variant,
+            "seed": int(seed),
+            "batch": batch,
+            "macs_dense": macs["dense"],
+            "macs": macs[key],
+            "macs_ratio": macs["dense"] / macs[key],
+            "s_dense": base,
+            "s": med,
+            "speedup": base / med,
+          }
+        )
+        print(
+          f"{model_name} {key:<28} batch {batch:>3}: MACs ratio {macs['dense'] / macs[key]:5.2f}x, "
+          f"speedup {base / med:5.2f}x",
+          flush=True,
+        )
+  return rows
+
+
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__)
   ap.add_argument("--rounds", type=int, default=5)
@@ -121,7 +180,15 @@ def main(argv=None):
   ap.add_argument("--round-to", default="none,8", help="widths rounded to multiples of these")
   ap.add_argument("--json", help="also write the results to this file")
   ap.add_argument("--width-probe", action="store_true", help="only time ResNet-56 at uniform widths")
+  ap.add_argument("--from-results", help="time the structures of this study folder's runs instead")
   args = ap.parse_args(argv)
+  if args.from_results:
+    rows = study_structures(args.from_results, args.rounds, [int(b) for b in args.batches.split(",")])
+    if args.json:
+      os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
+      with open(args.json, "w") as f:
+        json.dump({"device": jax.devices()[0].device_kind, "rounds": args.rounds, "rows": rows}, f, indent=1)
+    return
   if args.width_probe:
     rows = width_probe(args.rounds)
     if args.json:
