@@ -561,6 +561,22 @@ def test_a_bad_selection_rule_names_its_key(npz, tmp_path, rule, match):
   assert not os.path.exists(tmp_path / "summary.json")
 
 
+@pytest.mark.parametrize(
+  "key, value, match",
+  [
+    ("macs_reduction", 1.5, r"stages\[0\].pruner.*reduction must be in \(0, 1\)"),
+    ("target_ratio", -0.1, r"stages\[0\].pruner.*target_ratio"),
+    ("gates", 3, r"stages\[0\].pruner.gates is not an argument.*'target_ratio'"),
+  ],
+)
+def test_a_bad_gate_argument_names_its_key(npz, tmp_path, key, value, match):
+  c, _, _ = _pfs(npz, None)
+  c.stages[0].pruner[key] = value
+  with pytest.raises(ValueError, match=match):
+    train.train_and_evaluate(c, str(tmp_path))
+  assert not os.path.exists(tmp_path / "metrics.jsonl")
+
+
 def test_the_shrunk_hand_off_computes_what_the_masked_one_did(npz, tmp_path):
   # shrink, then evaluate without training: the same predictions as the masked network
   c = _prune_shrink_finetune(npz)
