@@ -46,9 +46,10 @@ relative (the reference: 1e-3 within 10 bisection steps, wherever the tenth land
 
 Budgets: ``cpu``: ResNet-20, 15,000 training images (a seeded subset of the 45k split; the 5,000
 validation images are kept), E = 6, F = 3, G = 10 (the reference's 10 gate epochs, here over a
-third of its images: 1,170 steps, against 3,520; a probe at G = 3 left 59% of the gates non-zero,
-short of the rule's 20%), p = 0.5; far below the paper's 160 epochs, so it compares methods at one short budget. ``gpu``:
-all 45k, E = 160, F = 40, G = 10, p = 0.5 and 0.7 (grids ``gpu_resnet56``, ``gpu_vgg16``).
+third of its images: 1,170 steps against 3,520; a probe at G = 3 left 59% of the gates non-zero,
+short of the rule's 20%: experiments/results/pfs_gate_probe/), p = 0.5; far below the paper's
+160 epochs, so it compares methods at one short budget. ``gpu``: all 45k, E = 160, F = 40,
+G = 10, p = 0.5 and 0.7 (grids ``gpu_resnet56``, ``gpu_vgg16``).
 """
 
 import functools
