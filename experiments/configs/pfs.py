@@ -57,7 +57,14 @@ import functools
 from experiments.configs.base import base_config, check_choice, parse_options, stage
 
 BUDGETS = {
-  "cpu": {"epochs": 6, "finetune": 3, "gates": 10, "train_subset": 15_000, "rtol": 1e-2, "reductions": (0.5,)},
+  "cpu": {
+    "epochs": 6,
+    "finetune": 3,
+    "gates": 10,
+    "train_subset": 15_000,
+    "rtol": 1e-2,
+    "reductions": (0.5,),
+  },
   "gpu": {
     "epochs": 160,
     "finetune": 40,
