@@ -504,3 +504,47 @@ def test_an_embedding_lookup_keeps_its_table_whole_and_the_mlp_after_it_prunes()
     ("emb", 1),
     ("up", 0),
   }
+
+
+def test_scaling_a_channel_group_gates_the_activation_it_produces_on_any_pytree():
+  import equinox as eqx
+
+  keys = jax.random.split(jax.random.key(0), 3)
+
+  class CNN(eqx.Module):
+    c1: eqx.nn.Conv2d
+    c2: eqx.nn.Conv2d
+    d: eqx.nn.Linear
+
+    def __init__(self):
+      self.c1 = eqx.nn.Conv2d(3, 6, 3, padding=1, key=keys[0])
+      self.c2 = eqx.nn.Conv2d(6, 5, 3, padding=1, key=keys[1])
+      self.d = eqx.nn.Linear(5 * 8 * 8, 4, key=keys[2])
+
+    def __call__(self, x, gate=None):
+      h = self.c1(x)
+      if gate is not None:  # channels first: the gate multiplies each map of c1's output
+        h = h * gate[:, None, None]
+      return self.d(jax.nn.relu(self.c2(jax.nn.relu(h))).reshape(-1))
+
+  params, static = eqx.partition(CNN(), eqx.is_array)
+  x = jax.random.normal(jax.random.key(1), (2, 3, 8, 8))
+  fn = lambda p, x: jax.vmap(eqx.combine(p, static))(x)  # noqa: E731
+  groups = surgery.channel_groups(fn, params, x)
+  (i,) = [k for k, g in enumerate(groups) if g.channels == 6]
+  g = jax.random.uniform(jax.random.key(2), (6,))
+  # the filters and the bias: g * (W x + b)
+  gate = lambda p, g: surgery.scale_channels(p, groups, {i: g}, roles=("out", "elementwise"))  # noqa: E731
+  scaled = jax.jit(gate)(params, g)
+  want = jax.vmap(lambda x: eqx.combine(params, static)(x, g))(x)
+  np.testing.assert_allclose(fn(scaled, x), want, rtol=1e-5, atol=1e-6)
+  # the consumer's input slice (role "in") is not touched
+  np.testing.assert_array_equal(scaled.c2.weight, params.c2.weight)
+  with pytest.raises(ValueError, match=r"scales\[0\] must be a float vector of shape \(\d+,\)"):
+    surgery.scale_channels(params, groups, [jnp.ones(7)] + [None] * (len(groups) - 1))
+  with pytest.raises(ValueError, match=rf"scales\[{i}\] must be a float vector of shape \(6,\).*int32"):
+    surgery.scale_channels(params, groups, {i: jnp.ones(6, jnp.int32)})
+  with pytest.raises(ValueError, match=r"roles \['bias'\] are unknown"):
+    surgery.scale_channels(params, groups, {i: g}, roles=("bias",))
+  with pytest.raises(ValueError, match=r"scales names groups \[9\]"):
+    surgery.scale_channels(params, groups, {9: g})
