@@ -15,6 +15,12 @@ their group (:func:`pruning_jax.surgery.keep_from_masks`), physically: it goes o
 smaller model (its widths then hold for every later stage, and checkpoints record them), and
 with ``reinit`` trains that structure from its own initialization instead.
 
+A stage hands over its last epoch, unless it has ``select_best_if={"metric": m, "at_most" or
+"at_least": v}``: then its best-validation epoch among those where the pruner's metric ``m``
+(``Pruner.metrics``) meets the bound (Pruning from Scratch's checkpoint rule: at most r of the
+gates non-zero); with none, its last epoch, with a warning. The choice is recorded in the
+summary's ``stage_selection``.
+
 Resume is exact: a checkpoint holds the stage, the whole TrainState (params, pruner state,
 optimizer state, model state, step, PRNG key) and the best-validation record; the data order
 of an epoch and each step's augmentation derive from (seed, stage, epoch, step) only.
