@@ -390,7 +390,15 @@ def test_every_method_builds_from_its_config_by_its_own_signature():
     required = [p for p in inspect.signature(fn).parameters.values() if p.default is inspect.Parameter.empty]
     if any(p.name in ("score_fn", "estimator") for p in required):
       continue  # generic skeletons take functions, not config values
-    values = {"sparsity": 0.5, "budget_weight": 1.0, "amount": 0.25, "every_steps": 2, "weight": 1e-3}
+    values = {
+      "sparsity": 0.5,
+      "budget_weight": 1.0,
+      "amount": 0.25,
+      "every_steps": 2,
+      "weight": 1e-3,
+      "macs_reduction": 0.5,
+      "reference_macs": 10**6,
+    }
     cfg = {"name": name, **{p.name: values[p.name] for p in required}}
     if name in ("channel_pruning", "soft_filter_pruning"):  # one of two ways to say how much
       cfg["amount"] = 0.25
