@@ -13,14 +13,27 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from pruning_jax.tree import PyTree, check_structure, is_array, keystr, path_str, split_key_like
 
-__all__ = ["bn_scale", "channel_norm", "gradient", "magnitude", "movement", "random", "saliency"]
+__all__ = [
+  "bn_scale",
+  "channel_norm",
+  "gradient",
+  "grasp",
+  "magnitude",
+  "movement",
+  "random",
+  "saliency",
+  "snip",
+  "synflow",
+]
 
 
 def _map(fn: Callable, tree: PyTree, *rest: PyTree) -> PyTree:
@@ -221,3 +234,123 @@ def bn_scale(params: PyTree, pairs: Mapping[str, str], *, axis: int = -1) -> PyT
     return scales.get(path_str(path), jnp.abs(leaf))
 
   return jax.tree_util.tree_map_with_path(score, params)
+
+
+def _mean_grad(loss_fn: Callable, params: PyTree, batches) -> PyTree:
+  if not batches:
+    raise ValueError("the score needs at least one batch (InitContext.batches).")
+  grads = [jax.grad(loss_fn)(params, b) for b in batches]
+  return jax.tree.map(lambda *g: sum(g[1:], g[0]) / len(g), *grads)
+
+
+def snip(loss_fn: Callable[[PyTree, Any], jax.Array], params: PyTree, batches) -> PyTree:
+  """SNIP's connection sensitivity (Lee et al., ICLR 2019): ``|dL/dc|`` for a multiplicative
+  mask ``c`` at 1, i.e. ``|w * g|`` with ``g`` the loss gradient averaged over ``batches``,
+  divided by its sum over every leaf (as the reference does; the ranking is unchanged).
+
+  Args:
+    loss_fn: ``(params, batch) -> scalar`` loss.
+    params: the (masked) parameter pytree.
+    batches: the batches the gradient averages over.
+
+  Returns:
+    Scores with the params' structure, summing to 1 over the floating leaves.
+
+  Raises:
+    ValueError: no batches.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> params = {"w": jnp.array([1.0, -2.0, 0.5])}
+    >>> loss = lambda p, x: jnp.sum(p["w"] * x) ** 2
+    >>> [round(v, 4) for v in snip(loss, params, [jnp.ones(3)])["w"].tolist()]
+    [0.2857, 0.5714, 0.1429]
+  """
+  s = saliency(params, _mean_grad(loss_fn, params, batches))
+  return _normalized(s, lambda total: total)
+
+
+def grasp(loss_fn: Callable[[PyTree, Any], jax.Array], params: PyTree, batches) -> PyTree:
+  """GraSP's keep score (Wang et al., ICLR 2020): ``w * (H g)``, where ``g`` is the loss
+  gradient averaged over ``batches`` (held constant) and ``H g`` the Hessian-vector product,
+  by forward-over-reverse differentiation (no Hessian is formed). GraSP removes the weights
+  whose removal least reduces the gradient flow, the highest ``-w * (H g)``: the lowest of this
+  score. Divided by ``|sum|`` over every leaf, as the reference does.
+
+  Pass a loss on tempered logits (``InitContext.loss_fn(w, b, temperature=200)``) for the
+  reference's setting.
+
+  Args:
+    loss_fn: ``(params, batch) -> scalar`` loss.
+    params: the (masked) parameter pytree.
+    batches: the batches ``g`` and ``H g`` average over.
+
+  Returns:
+    Scores with the params' structure (higher = keep).
+
+  Raises:
+    ValueError: no batches.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> params = {"w": jnp.array([1.0, 2.0])}
+    >>> loss = lambda p, b: 0.5 * (p["w"][0] ** 2 + 3 * p["w"][1] ** 2)  # H = diag(1, 3)
+    >>> grasp(loss, params, [None])["w"].tolist()  # w * H g = (1 * 1, 2 * 3 * 6) / 37
+    [0.027027027681469917, 0.9729729890823364]
+  """
+  g = jax.lax.stop_gradient(_mean_grad(loss_fn, params, batches))
+
+  def grad_of(p):
+    return _mean_grad(loss_fn, p, batches)
+
+  hg = jax.jvp(grad_of, (params,), (g,))[1]
+  s = _map(lambda w, v: w * v, params, hg)
+  return _normalized(s, jnp.abs)
+
+
+def synflow(
+  forward: Callable[[PyTree, Any], Any], params: PyTree, example_input: Any, *, dtype: Any = jnp.float64
+) -> PyTree:
+  """SynFlow's data-free score (Tanaka et al., NeurIPS 2020): ``|theta * dR/dtheta|`` with
+  ``R = 1^T f_|theta|(1)``, the summed output of the network whose every parameter is replaced
+  by its absolute value, on one all-ones input.
+
+  Without biases and normalisation the network is a product of non-negative matrices and every
+  layer's summed score equals ``R`` (the paper's conservation theorem). The product of many
+  small weights underflows float32 in deep networks; ``dtype=float64`` (the default) computes
+  it in double precision, as the paper advises (the reference code uses float32).
+
+  Args:
+    forward: ``(params, x) -> outputs`` in evaluation mode (BatchNorm uses its statistics).
+    params: the (masked) parameter pytree.
+    example_input: an input batch; its first example's shape is used.
+    dtype: the floating type of the computation.
+
+  Returns:
+    Non-negative scores with the params' structure, in ``dtype``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> params = {"a": jnp.array([[1.0, -2.0]]), "b": jnp.array([[3.0], [1.0]])}
+    >>> s = synflow(lambda p, x: x @ p["a"] @ p["b"], params, jnp.zeros((4, 1)))
+    >>> s["a"].tolist(), s["b"].tolist()  # R = 1 * 3 + 2 * 1 = 5 in every layer
+    ([[3.0, 2.0]], [[3.0], [2.0]])
+  """
+  with jax.enable_x64(True) if jnp.dtype(dtype) == jnp.float64 else contextlib.nullcontext():
+    lin = _map(lambda w: jnp.abs(w).astype(dtype), params)
+    ones = jax.tree.map(lambda a: jnp.ones((1, *jnp.shape(a)[1:]), dtype), example_input)
+
+    def r(p):
+      return sum(jnp.sum(o) for o in jax.tree.leaves(forward(p, ones)))
+
+    grads = jax.grad(r)(lin)
+    return _map(lambda w, g: jnp.abs(w * g), lin, grads)
+
+
+def _floating(x: Any) -> bool:
+  return is_array(x) and jnp.issubdtype(x.dtype, jnp.floating)
+
+
+def _normalized(scores: PyTree, norm: Callable[[jax.Array], jax.Array]) -> PyTree:
+  total = norm(sum(jnp.sum(x) for x in jax.tree.leaves(scores) if _floating(x))) + jnp.finfo(jnp.float32).tiny
+  return jax.tree.map(lambda x: x / total if _floating(x) else x, scores)

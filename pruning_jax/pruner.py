@@ -69,7 +69,9 @@ class InitContext(NamedTuple):
   Attributes:
     loss_fn: ``(weights, batch) -> scalar`` loss of the network whose forward pass sees
       ``weights`` (in evaluation mode: BatchNorm uses its running statistics), e.g. for SNIP's
-      connection sensitivity or GraSP's Hessian-gradient product.
+      connection sensitivity or GraSP's Hessian-gradient product; the one
+      :func:`pruning_jax.training.init_context` builds also takes ``temperature=`` (dividing
+      the logits first, as GraSP does).
     apply_fn: ``(weights, inputs) -> outputs`` in evaluation mode (SynFlow's data-free score).
     batches: a few training batches, in the layout ``loss_fn`` takes.
     example_input: one input batch of the model's input shape (shapes and FLOPs).

@@ -262,7 +262,8 @@ def init_context(
     masks: masks handed over from a previous stage, or None.
 
   Returns:
-    An :class:`InitContext` whose ``loss_fn(weights, batch)`` is the task's mean loss.
+    An :class:`InitContext` whose ``loss_fn(weights, batch, temperature=1.0)`` is the task's
+    mean loss (on the outputs divided by ``temperature``).
 
   Example:
     >>> import flax.linen as nn, jax, jax.numpy as jnp
@@ -278,8 +279,10 @@ def init_context(
   def forward(weights, x):
     return apply_fn(weights, model_state, x, train=False)[0]
 
-  def loss_fn(weights, batch):
-    return _mean(task.per_example(forward(weights, task.inputs(batch)), batch)["loss"], task.valid(batch))
+  def loss_fn(weights, batch, temperature=1.0):
+    # a temperature divides the outputs (logits) first: GraSP scores on tempered logits
+    outputs = jax.tree.map(lambda o: o / temperature, forward(weights, task.inputs(batch)))
+    return _mean(task.per_example(outputs, batch)["loss"], task.valid(batch))
 
   example = task.inputs(batches[0]) if batches else None
   return InitContext(loss_fn, forward, tuple(batches), example, masks)

@@ -27,6 +27,7 @@ REQUIRED = {
   "budget_weight": 1.0,
   "score_fn": lambda params, grads: pj.criteria.magnitude(params),
   "estimator": lambda key, m: pj.hard_threshold_ste(m),
+  "score": lambda key, params, context: pj.criteria.magnitude(params),
   "amount": 0.25,
   "every_steps": 2,
   "weight": 1e-3,

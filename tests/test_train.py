@@ -388,7 +388,7 @@ def test_every_method_builds_from_its_config_by_its_own_signature():
   for name in pj.methods.__all__:
     fn = getattr(pj.methods, name)
     required = [p for p in inspect.signature(fn).parameters.values() if p.default is inspect.Parameter.empty]
-    if any(p.name in ("score_fn", "estimator") for p in required):
+    if any(p.name in ("score_fn", "estimator", "score") for p in required):
       continue  # generic skeletons take functions, not config values
     values = {
       "sparsity": 0.5,

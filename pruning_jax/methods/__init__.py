@@ -4,9 +4,10 @@ Families: ``dense`` (the baseline); ``score`` (score pruning with any schedule, 
 scope: magnitude, gradual, iterative); ``mask_learning`` (straight-through, edge-popup,
 supermask, ASLP); ``reparam`` (budget-aware weight reparametrization); ``channel`` (structured:
 one-shot filter pruning, soft filter pruning); ``scratch`` (Pruning from Scratch's channel gates
-on random weights).
+on random weights); ``at_init`` (pruning at initialization: SNIP, GraSP, SynFlow, random).
 """
 
+from pruning_jax.methods.at_init import at_init, grasp, random_pruning, snip, synflow
 from pruning_jax.methods.channel import channel_pruning, soft_filter_pruning
 from pruning_jax.methods.dense import dense, penalized
 from pruning_jax.methods.mask_learning import (
@@ -22,16 +23,21 @@ from pruning_jax.methods.scratch import pruning_from_scratch
 
 __all__ = [
   "aslp",
+  "at_init",
   "channel_pruning",
   "dense",
   "edge_popup",
+  "grasp",
   "learned_mask",
   "magnitude_pruning",
   "penalized",
   "pruning_from_scratch",
+  "random_pruning",
   "reparam",
   "score_pruning",
+  "snip",
   "soft_filter_pruning",
   "straight_through_mask",
   "supermask",
+  "synflow",
 ]
