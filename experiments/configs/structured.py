@@ -345,7 +345,7 @@ def latency_lines(folder: str) -> list[str]:
     lines.append(
       f"| {row['model']} | {row.get('round_to') or '-'} | {row['batch']} | {row['macs_reduction']:.3f} "
       f"| {row['macs_ratio']:.2f} | {row['speedup']:.2f} | {row['masked_speedup']:.2f} "
-      f"| {row['speedup_per_macs_ratio']:.3f}{'' if row['meets_target'] else ' (below)'} |"
+      f"| {row['speedup_per_macs_ratio']:.4f}{'' if row['meets_target'] else ' (below)'} |"
     )
   probe = os.path.join(os.path.dirname(path), "width_probe", "summary.json")
   if os.path.exists(probe):
