@@ -47,6 +47,7 @@ from pruning_jax.masks import (
   mask_summary,
   masks_equal,
   masks_from_scores,
+  shuffle_masks,
   sparsity,
 )
 from pruning_jax.pruner import InitContext, Pruner, PrunerState, StepInfo
@@ -103,6 +104,7 @@ __all__ = [
   "l1_penalty",
   "mask_summary",
   "masks_equal",
+  "shuffle_masks",
   "masks_from_scores",
   "methods",
   "mean_gate_penalty",

@@ -25,14 +25,14 @@ from pruning_jax.tree import PyTree, check_structure, is_array, keystr, path_str
 __all__ = [
   "bn_scale",
   "channel_norm",
+  "connection_sensitivity",
   "gradient",
-  "grasp",
+  "gradient_flow",
   "magnitude",
   "movement",
   "random",
   "saliency",
-  "snip",
-  "synflow",
+  "synaptic_flow",
 ]
 
 
@@ -243,7 +243,7 @@ def _mean_grad(loss_fn: Callable, params: PyTree, batches) -> PyTree:
   return jax.tree.map(lambda *g: sum(g[1:], g[0]) / len(g), *grads)
 
 
-def snip(loss_fn: Callable[[PyTree, Any], jax.Array], params: PyTree, batches) -> PyTree:
+def connection_sensitivity(loss_fn: Callable[[PyTree, Any], jax.Array], params: PyTree, batches) -> PyTree:
   """SNIP's connection sensitivity (Lee et al., ICLR 2019): ``|dL/dc|`` for a multiplicative
   mask ``c`` at 1, i.e. ``|w * g|`` with ``g`` the loss gradient averaged over ``batches``,
   divided by its sum over every leaf (as the reference does; the ranking is unchanged).
@@ -263,14 +263,14 @@ def snip(loss_fn: Callable[[PyTree, Any], jax.Array], params: PyTree, batches) -
     >>> import jax.numpy as jnp
     >>> params = {"w": jnp.array([1.0, -2.0, 0.5])}
     >>> loss = lambda p, x: jnp.sum(p["w"] * x) ** 2
-    >>> [round(v, 4) for v in snip(loss, params, [jnp.ones(3)])["w"].tolist()]
+    >>> [round(v, 4) for v in connection_sensitivity(loss, params, [jnp.ones(3)])["w"].tolist()]
     [0.2857, 0.5714, 0.1429]
   """
   s = saliency(params, _mean_grad(loss_fn, params, batches))
   return _normalized(s, lambda total: total)
 
 
-def grasp(loss_fn: Callable[[PyTree, Any], jax.Array], params: PyTree, batches) -> PyTree:
+def gradient_flow(loss_fn: Callable[[PyTree, Any], jax.Array], params: PyTree, batches) -> PyTree:
   """GraSP's keep score (Wang et al., ICLR 2020): ``w * (H g)``, where ``g`` is the loss
   gradient averaged over ``batches`` (held constant) and ``H g`` the Hessian-vector product,
   by forward-over-reverse differentiation (no Hessian is formed). GraSP removes the weights
@@ -295,7 +295,7 @@ def grasp(loss_fn: Callable[[PyTree, Any], jax.Array], params: PyTree, batches) 
     >>> import jax.numpy as jnp
     >>> params = {"w": jnp.array([1.0, 2.0])}
     >>> loss = lambda p, b: 0.5 * (p["w"][0] ** 2 + 3 * p["w"][1] ** 2)  # H = diag(1, 3)
-    >>> grasp(loss, params, [None])["w"].tolist()  # w * H g = (1 * 1, 2 * 3 * 6) / 37
+    >>> gradient_flow(loss, params, [None])["w"].tolist()  # w * H g = (1 * 1, 2 * 3 * 6) / 37
     [0.027027027681469917, 0.9729729890823364]
   """
   g = jax.lax.stop_gradient(_mean_grad(loss_fn, params, batches))
@@ -308,7 +308,7 @@ def grasp(loss_fn: Callable[[PyTree, Any], jax.Array], params: PyTree, batches) 
   return _normalized(s, jnp.abs)
 
 
-def synflow(
+def synaptic_flow(
   forward: Callable[[PyTree, Any], Any], params: PyTree, example_input: Any, *, dtype: Any = jnp.float64
 ) -> PyTree:
   """SynFlow's data-free score (Tanaka et al., NeurIPS 2020): ``|theta * dR/dtheta|`` with
@@ -332,7 +332,7 @@ def synflow(
   Example:
     >>> import jax.numpy as jnp
     >>> params = {"a": jnp.array([[1.0, -2.0]]), "b": jnp.array([[3.0], [1.0]])}
-    >>> s = synflow(lambda p, x: x @ p["a"] @ p["b"], params, jnp.zeros((4, 1)))
+    >>> s = synaptic_flow(lambda p, x: x @ p["a"] @ p["b"], params, jnp.zeros((4, 1)))
     >>> s["a"].tolist(), s["b"].tolist()  # R = 1 * 3 + 2 * 1 = 5 in every layer
     ([[3.0, 2.0]], [[3.0], [2.0]])
   """

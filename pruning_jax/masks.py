@@ -550,6 +550,33 @@ def masks_equal(a: PyTree, b: PyTree) -> bool:
   )
 
 
+def shuffle_masks(key: jax.Array, masks: PyTree) -> PyTree:
+  """Each leaf's mask with its entries permuted at random: the same count kept per leaf, at
+  random positions (the layer-wise shuffle of Frankle et al., ICLR 2021, "missing the mark").
+
+  Args:
+    key: a PRNG key (one permutation per leaf is drawn from it).
+    masks: a mask pytree; 0-d leaves (unselected) pass through.
+
+  Returns:
+    The shuffled masks, same structure, shapes and per-leaf counts.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> m = {"w": jnp.arange(12).reshape(3, 4) < 3, "b": jnp.asarray(True)}
+    >>> s = shuffle_masks(jax.random.key(0), m)
+    >>> int(s["w"].sum()), s["w"].shape, bool(s["b"])
+    (3, (3, 4), True)
+  """
+  leaves, treedef = jax.tree.flatten(masks)
+  keys = jax.random.split(key, max(len(leaves), 1))
+  out = [
+    jax.random.permutation(k, jnp.ravel(m)).reshape(jnp.shape(m)) if jnp.ndim(m) else m
+    for k, m in zip(keys, leaves, strict=False)
+  ]
+  return jax.tree.unflatten(treedef, out)
+
+
 __all__: Sequence[str] = (
   "init_masks",
   "apply_masks",
@@ -561,4 +588,5 @@ __all__: Sequence[str] = (
   "mask_summary",
   "masks_from_scores",
   "masks_equal",
+  "shuffle_masks",
 )

@@ -39,7 +39,7 @@ def test_snip_is_the_gradient_of_the_loss_with_respect_to_a_mask_at_one():
   dmask = jax.grad(lambda c: ctx.loss_fn(jax.tree.map(jnp.multiply, params, c), batch))(ones)
   want = jax.tree.map(jnp.abs, dmask)
   total = sum(float(jnp.sum(v)) for v in jax.tree.leaves(want))
-  got = jax.jit(lambda p: pj.criteria.snip(ctx.loss_fn, p, ctx.batches))(params)
+  got = jax.jit(lambda p: pj.criteria.connection_sensitivity(ctx.loss_fn, p, ctx.batches))(params)
   for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
     np.testing.assert_allclose(g, w / total, rtol=1e-5, atol=1e-9)
 
@@ -55,7 +55,7 @@ def test_grasp_is_the_weight_times_the_explicit_hessian_times_the_gradient():
   h = jax.hessian(loss)(flat)  # the explicit Hessian of a 53-parameter MLP
   want = np.asarray(flat) * (np.asarray(h) @ np.asarray(g))
   want = want / abs(want.sum())
-  got = pj.criteria.grasp(lambda p, b: ctx.loss_fn(p, b, temperature=200.0), params, ctx.batches)
+  got = pj.criteria.gradient_flow(lambda p, b: ctx.loss_fn(p, b, temperature=200.0), params, ctx.batches)
   np.testing.assert_allclose(ravel_pytree(got)[0], want, rtol=2e-3, atol=1e-7)
   # the Pruner removes the highest -w * Hg: it keeps the top of this score
   pruner = pj.methods.grasp(0.5, temperature=200.0)
@@ -69,7 +69,7 @@ def test_grasp_is_the_weight_times_the_explicit_hessian_times_the_gradient():
 def test_synflow_conserves_the_flow_in_every_layer_of_a_bias_free_network():
   # positively homogeneous (ReLU): on |theta| and a positive input the network is linear
   model, params, ctx, _ = _setup(MLP(widths=(12, 10, 8), use_bias=False, act="relu"))
-  scores = pj.criteria.synflow(lambda p, x: model.apply({"params": p}, x), params, ctx.example_input)
+  scores = pj.criteria.synaptic_flow(lambda p, x: model.apply({"params": p}, x), params, ctx.example_input)
   sums = [float(np.sum(np.asarray(s, np.float64))) for s in jax.tree.leaves(scores)]
   assert len(sums) == 4 and jax.tree.leaves(scores)[0].dtype == jnp.float64
   np.testing.assert_allclose(sums, sums[0], rtol=1e-10)  # Tanaka et al., Theorem 1
@@ -80,8 +80,8 @@ def test_float64_keeps_the_flow_of_a_deep_network_that_float32_loses():
   x = jnp.ones((1, 6))
   params = jax.tree.map(lambda w: 0.05 * w, deep.init(jax.random.key(0), x)["params"])
   fwd = lambda p, x: deep.apply({"params": p}, x)  # noqa: E731
-  lost = pj.criteria.synflow(fwd, params, x, dtype=jnp.float32)
-  kept = pj.criteria.synflow(fwd, params, x, dtype=jnp.float64)
+  lost = pj.criteria.synaptic_flow(fwd, params, x, dtype=jnp.float32)
+  kept = pj.criteria.synaptic_flow(fwd, params, x, dtype=jnp.float64)
   assert all(not np.any(np.asarray(s)) for s in jax.tree.leaves(lost))  # underflowed to 0
   assert all(np.all(np.asarray(s) > 0) for s in jax.tree.leaves(kept))
 
@@ -157,3 +157,15 @@ def test_pruning_at_init_names_what_it_needs():
     pj.methods.random_pruning(0.5, distribution="erk2")
   with pytest.raises(ValueError, match="snip: sparsity"):
     pj.methods.snip(1.0)
+
+
+def test_a_shuffled_mask_keeps_each_layers_count_and_moves_its_positions():
+  model, params, ctx, _ = _setup(MLP(widths=(40, 30)))
+  plain = pj.methods.snip(0.9)
+  shuffled = pj.methods.snip(0.9, shuffle=True)
+  a = plain.masks(params, plain.init(jax.random.key(0), params, ctx))
+  b = shuffled.masks(params, shuffled.init(jax.random.key(0), params, ctx))
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    assert int(np.sum(x)) == int(np.sum(y))
+    if np.ndim(x) and 0 < np.sum(x) < np.size(x):
+      assert not np.array_equal(x, y)

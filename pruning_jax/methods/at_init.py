@@ -97,6 +97,7 @@ def at_init(
   distribution: str = "global",
   selection: sel_lib.SelectionLike = None,
   x64: bool = False,
+  shuffle: bool = False,
   where: str = "at_init",
 ) -> Pruner:
   """A Pruner that fixes its masks at ``init`` from ``score``, in ``rounds`` exponential steps.
@@ -109,6 +110,9 @@ def at_init(
       from :mod:`pruning_jax.distributions`, each leaf ranked on its own).
     selection: the prunable leaves (default: conv and dense kernels).
     x64: score and select in float64 (``jax.enable_x64``), for scores that underflow float32.
+    shuffle: permute each leaf's mask at random after selecting it (Frankle et al. 2021's test
+      of whether a method chooses more than per-layer densities: same density per layer, the
+      positions random).
     where: the name errors start with.
 
   Returns:
@@ -163,6 +167,8 @@ def at_init(
 
       masks = jax.lax.fori_loop(0, rounds - 1, body, start) if rounds > 1 else start
       masks = prune_to(masks, sparsity, keys[rounds - 1])  # the last round: exactly round(s N)
+      if shuffle:
+        masks = masks_lib.shuffle_masks(jax.random.fold_in(key, rounds), masks)
     return PrunerState({}, InitBuffers(masks))
 
   def apply(params, state, *, key=None, train=True):
@@ -183,12 +189,13 @@ def at_init(
   return Pruner(init, apply, no_update, finalize, masks, metrics=metrics)
 
 
-def snip(sparsity: float, *, selection: sel_lib.SelectionLike = None) -> Pruner:
+def snip(sparsity: float, *, shuffle: bool = False, selection: sel_lib.SelectionLike = None) -> Pruner:
   """SNIP (Lee et al., ICLR 2019): keep the weights of highest connection sensitivity
   ``|w * g|`` on the context's batches, one-shot, global.
 
   Args:
     sparsity: removed fraction in [0, 1).
+    shuffle: permute each layer's mask at random (see :func:`at_init`).
     selection: the prunable leaves (default: conv and dense kernels).
 
   Returns:
@@ -206,12 +213,18 @@ def snip(sparsity: float, *, selection: sel_lib.SelectionLike = None) -> Pruner:
 
   def score(key, params, context):
     ctx = _need(context, ("loss_fn", "batches"), where)
-    return criteria.snip(ctx.loss_fn, params, ctx.batches)
+    return criteria.connection_sensitivity(ctx.loss_fn, params, ctx.batches)
 
-  return at_init(score, sparsity, selection=selection, where=where)
+  return at_init(score, sparsity, selection=selection, shuffle=shuffle, where=where)
 
 
-def grasp(sparsity: float, *, temperature: float = 200.0, selection: sel_lib.SelectionLike = None) -> Pruner:
+def grasp(
+  sparsity: float,
+  *,
+  temperature: float = 200.0,
+  shuffle: bool = False,
+  selection: sel_lib.SelectionLike = None,
+) -> Pruner:
   """GraSP (Wang et al., ICLR 2020): remove the weights whose removal least reduces the gradient
   flow, the highest ``-w * (H g)``, one-shot, global; the logits are divided by
   ``temperature`` (200 in the reference) for ``g`` and ``H g``.
@@ -219,6 +232,7 @@ def grasp(sparsity: float, *, temperature: float = 200.0, selection: sel_lib.Sel
   Args:
     sparsity: removed fraction in [0, 1).
     temperature: the logit temperature; 1 uses the plain loss.
+    shuffle: permute each layer's mask at random (see :func:`at_init`).
     selection: the prunable leaves (default: conv and dense kernels).
 
   Returns:
@@ -255,13 +269,18 @@ def grasp(sparsity: float, *, temperature: float = 200.0, selection: sel_lib.Sel
             "pass temperature=1.0."
           ) from e
 
-    return criteria.grasp(loss, params, ctx.batches)
+    return criteria.gradient_flow(loss, params, ctx.batches)
 
-  return at_init(score, sparsity, selection=selection, where=where)
+  return at_init(score, sparsity, selection=selection, shuffle=shuffle, where=where)
 
 
 def synflow(
-  sparsity: float, *, rounds: int = 100, x64: bool = True, selection: sel_lib.SelectionLike = None
+  sparsity: float,
+  *,
+  rounds: int = 100,
+  x64: bool = True,
+  shuffle: bool = False,
+  selection: sel_lib.SelectionLike = None,
 ) -> Pruner:
   """SynFlow (Tanaka et al., NeurIPS 2020): data-free iterative synaptic flow pruning, ``rounds``
   rounds on the exponential schedule, each rescoring ``|theta * dR/dtheta|`` of the masked
@@ -272,6 +291,7 @@ def synflow(
     rounds: scoring rounds (100 in the paper).
     x64: compute the flow in float64 (the paper's advice against underflow; the reference uses
       float32).
+    shuffle: permute each layer's mask at random (see :func:`at_init`).
     selection: the prunable leaves (default: conv and dense kernels).
 
   Returns:
@@ -288,9 +308,9 @@ def synflow(
 
   def score(key, params, context):
     ctx = _need(context, ("apply_fn", "example_input"), where)
-    return criteria.synflow(ctx.apply_fn, params, ctx.example_input, dtype=dtype)
+    return criteria.synaptic_flow(ctx.apply_fn, params, ctx.example_input, dtype=dtype)
 
-  return at_init(score, sparsity, rounds=rounds, selection=selection, x64=x64, where=where)
+  return at_init(score, sparsity, rounds=rounds, selection=selection, x64=x64, shuffle=shuffle, where=where)
 
 
 def random_pruning(
