@@ -4,12 +4,14 @@ Families: ``dense`` (the baseline); ``score`` (score pruning with any schedule, 
 scope: magnitude, gradual, iterative); ``mask_learning`` (straight-through, edge-popup,
 supermask, ASLP); ``reparam`` (budget-aware weight reparametrization); ``channel`` (structured:
 one-shot filter pruning, soft filter pruning); ``scratch`` (Pruning from Scratch's channel gates
-on random weights); ``at_init`` (pruning at initialization: SNIP, GraSP, SynFlow, random).
+on random weights); ``at_init`` (pruning at initialization: SNIP, GraSP, SynFlow, random);
+``lottery`` (iterative magnitude pruning rounds for lottery tickets and rewinding).
 """
 
 from pruning_jax.methods.at_init import at_init, grasp, random_pruning, snip, synflow
 from pruning_jax.methods.channel import channel_pruning, soft_filter_pruning
 from pruning_jax.methods.dense import dense, penalized
+from pruning_jax.methods.lottery import imp_round
 from pruning_jax.methods.mask_learning import (
   aslp,
   edge_popup,
@@ -28,6 +30,7 @@ __all__ = [
   "dense",
   "edge_popup",
   "grasp",
+  "imp_round",
   "learned_mask",
   "magnitude_pruning",
   "penalized",
