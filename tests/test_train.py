@@ -449,6 +449,35 @@ def test_a_lottery_round_prunes_the_trained_weights_and_rewinds_the_kept_ones_bi
   chex.assert_trees_all_equal(rewound, pj.apply_masks(start["params"], masks))
 
 
+def test_imp_rounds_rewind_to_step_k_with_exact_nested_masks(npz, tmp_path):
+  """Two rounds of 20% of the kept weights, each restarting from the params stage 0 had at step 2
+  (Frankle et al. 2020's rewinding), then the ticket is reported untrained (0 epochs)."""
+  c = tiny_config(npz)
+  imp = {"name": "imp_round", "rate": 0.2}
+  c.stages = [
+    stage("train", 1, {"name": "dense"}, SGD),
+    stage("round1", 1, imp, SGD, rewind_to={"stage": 0, "step": 2}),
+    stage("round2", 0, imp, SGD, rewind_to={"stage": 0, "step": 2}),
+  ]
+  s = train.train_and_evaluate(c, str(tmp_path / "lth"))
+  init, state0 = _init_params(c)
+  n = sum(p.size for p in jax.tree.leaves(init) if p.ndim > 1)
+  kept_1 = n - round(0.2 * n)
+  assert s["params_nonzero"] <= s["params_total"]
+  assert round((1 - s["sparsity"]) * n) == kept_1 - round(0.2 * kept_1)
+  early = tiny_config(npz, max_steps_this_run=2)
+  early.stages = [c.stages[0]]
+  train.train_and_evaluate(early, str(tmp_path / "early"))
+  at_step_2 = _final_params(tmp_path / "early")["params"]  # the checkpoint of step 2
+  ticket, _ = ckpt_lib.load_final(str(tmp_path / "lth"), init, state0)
+  for w, t in zip(jax.tree.leaves(at_step_2), jax.tree.leaves(ticket), strict=True):
+    w, t = np.asarray(w), np.asarray(t)
+    kept = t != 0
+    np.testing.assert_array_equal(t[kept], w[kept])  # rewound bit for bit where kept
+    if w.ndim == 1:
+      np.testing.assert_array_equal(t, w)  # biases are never pruned
+
+
 def _prune_shrink_finetune(npz, **overrides):
   c = tiny_config(npz, **overrides)
   c.model = "vgg11"
