@@ -19,7 +19,8 @@ A stage hands over its last epoch, unless it has ``select_best_if={"metric": m, 
 "at_least": v}``: then its best-validation epoch among those where the pruner's metric ``m``
 (``Pruner.metrics``) meets the bound (Pruning from Scratch's checkpoint rule: at most r of the
 gates non-zero); with none, its last epoch, with a warning. The choice is recorded in the
-summary's ``stage_selection``.
+summary's ``stage_selection``. With ``evaluate_stages`` every earlier stage's hand-off is also
+evaluated on the test and validation splits (``stage_results``: e.g. each lottery-ticket round).
 
 Resume is exact: a checkpoint holds the stage, the whole TrainState (params, pruner state,
 optimizer state, model state, step, PRNG key) and the best-validation record; the data order
@@ -39,6 +40,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from tqdm import tqdm
 
 import pruning_jax as pj
@@ -75,6 +77,7 @@ _TOP_KEYS = {
   "test_evaluators": (list, tuple),
   "init_from": (str, type(None)),
   "init_batches": int,
+  "evaluate_stages": bool,
 }
 _STAGE_KEYS = {
   "name": str,
@@ -338,6 +341,23 @@ def _record(state: training.TrainState, stage: int, val_accuracy: float) -> dict
   }
 
 
+def _stage_result(eval_step, state, params, masks, ds, config, key, name: str) -> dict[str, Any]:
+  """What an earlier stage hands over, evaluated (``evaluate_stages``): each lottery round's
+  ticket, each prune of a schedule of stages. Its test accuracy is a result of its own, never
+  used to choose anything."""
+  test = evaluators.evaluate(eval_step, state, ds.test_image, ds.test_label, ds, config.eval_batch_size, key)
+  val = evaluators.evaluate(eval_step, state, ds.val_image, ds.val_label, ds, config.eval_batch_size, key)
+  prunable = [m for m in jax.tree.leaves(masks) if np.ndim(m) > 0]
+  kept, total = pj.count_kept(masks, params=params) if prunable else (0, 1)
+  return {
+    "name": name,
+    "test_accuracy": test["accuracy"],
+    "val_accuracy": val["accuracy"],
+    "sparsity": 1.0 - int(kept) / int(total) if prunable else 0.0,
+    "params_nonzero": pj.count_params(params).nonzero,
+  }
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs every stage of ``config`` in ``workdir``; returns (and writes) the summary."""
   validate_config(config)
@@ -434,10 +454,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     restored = ckpt.restore(template_for)
     start_stage, state, best = 0, None, None
     selections: dict[str, dict] = {}  # stage -> the epoch its select_best_if rule chose
+    stage_results: dict[str, dict] = {}  # stage -> its hand-off's test and val accuracy
     if restored is not None:
       meta, saved = restored
       start_stage, state, best = meta["stage"], saved["train"], saved["best"]
       selections = meta.get("selections", {})
+      stage_results = meta.get("stage_results", {})
       print(
         f"resuming from stage {start_stage} step {int(state.step)} ({workdir}/checkpoints)", file=sys.stderr
       )
@@ -548,6 +570,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
               "stage": si,
               "widths": {str(j): w for j, w in widths.items() if j <= si},
               "selections": selections,
+              "stage_results": stage_results,
             }
             ckpt.save(global_offset + step, {"train": state, "best": best}, meta)
             last_good = global_offset + step
@@ -578,6 +601,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         )
       params, masks = pruner.finalize(src.params, src.pruner_state)
       handoff = Handoff(params, masks, src.model_state)
+      if config.get("evaluate_stages") and si + 1 < len(stages) and str(si) not in stage_results:
+        stage_results[str(si)] = _stage_result(
+          evaluators.extracted_step(apply_fn, pruner), src, params, masks, ds, config, eval_key, stage.name
+        )
       global_offset += total
       if si + 1 < len(stages):
         state, best = None, None
@@ -618,7 +645,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       time.time() - t0,
       commit,
       model_for(last).kwargs,
-      {"stage_selection": selections} if selections else None,
+      {
+        **({"stage_selection": selections} if selections else {}),
+        **({"stage_results": stage_results} if stage_results else {}),
+      },
     )
   finally:
     # also on a NaN loss or an error: the metrics written so far and the checkpoints stay readable

@@ -459,12 +459,16 @@ def test_imp_rounds_rewind_to_step_k_with_exact_nested_masks(npz, tmp_path):
     stage("round1", 1, imp, SGD, rewind_to={"stage": 0, "step": 2}),
     stage("round2", 0, imp, SGD, rewind_to={"stage": 0, "step": 2}),
   ]
+  c.evaluate_stages = True  # each round's ticket tested too
   s = train.train_and_evaluate(c, str(tmp_path / "lth"))
   init, state0 = _init_params(c)
   n = sum(p.size for p in jax.tree.leaves(init) if p.ndim > 1)
   kept_1 = n - round(0.2 * n)
-  assert s["params_nonzero"] <= s["params_total"]
   assert round((1 - s["sparsity"]) * n) == kept_1 - round(0.2 * kept_1)
+  rounds = s["stage_results"]
+  assert sorted(rounds) == ["0", "1"] and rounds["0"]["sparsity"] == 0.0
+  assert round((1 - rounds["1"]["sparsity"]) * n) == kept_1 and rounds["1"]["name"] == "round1"
+  assert 0.0 <= rounds["1"]["test_accuracy"] <= 1.0
   early = tiny_config(npz, max_steps_this_run=2)
   early.stages = [c.stages[0]]
   train.train_and_evaluate(early, str(tmp_path / "early"))

@@ -48,6 +48,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.test_evaluators = []
   c.init_from = None  # a finished run's workdir: start from its reported (extracted) model
   c.init_batches = 1  # training batches a data-dependent pruner (SNIP, GraSP) scores at init
+  c.evaluate_stages = False  # also test each earlier stage's hand-off (lottery rounds): stage_results
   return c
 
 
