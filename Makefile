@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) -m experiments.bench.structured_latency --json experiments/results/bench_structured/summary.json
 	$(PY) -m experiments.bench.structured_latency --width-probe \
 	  --json experiments/results/bench_structured/width_probe/summary.json
+	$(PY) -m experiments.bench.mask_cost --json experiments/results/init_lottery/mask_cost.json
 
 run: $(STAMP)
 	$(PY) -m experiments.sweep --config experiments/configs/quickstart.py --grid main \

@@ -757,3 +757,48 @@ def test_every_pfs_method_runs_end_to_end_and_reports(npz, tmp_path):
       json.dump(s, f)
   text = report.write_report(str(results), pfs.REPORT)
   assert "pfs_b" in text and "Claims, seed-paired" in text and "gate" in text
+
+
+def test_init_lottery_grids_validate_and_count_their_rounds():
+  from experiments.configs import init_lottery as il
+  from experiments.sweep import run_name
+
+  for name, n in (("mnist", 100), ("cifar_cpu", 32), ("gpu_vgg16", 50)):
+    configs = [il.get_config(a) for a in il.grid(name)]
+    assert len({run_name(c) for c in configs}) == len(configs) == n
+    for c in configs:
+      train.validate_config(c)
+  assert [il.imp_rounds(s) for s in (0.2, 0.5, 0.9, 0.995)] == [1, 4, 11, 24]  # 0.8 ** k kept
+  imp = il.get_config("method=imp_rewind,sparsity=0.9")
+  assert len(imp.stages) == 12 and imp.evaluate_stages
+  assert imp.stages[1].rewind_to.to_dict() == {"stage": 0, "step": 500}
+  assert imp.stages[3].pruner.layer_rates.to_dict() == {"^Dense_2/kernel$": 0.1}
+  assert il.get_config("method=imp_lr_rewind,sparsity=0.9").stages[2].get("rewind_to") is None
+  fine = il.get_config("method=imp_finetune,sparsity=0.9").stages[2].optimizer
+  assert fine.lr == pytest.approx(1.2e-4) and fine.lr_schedule == "constant"
+  shuffled = il.get_config("method=synflow_shuffled,sparsity=0.99").stages[0].pruner
+  assert shuffled.name == "synflow" and shuffled.shuffle and shuffled.rounds == 100
+  with pytest.raises(ValueError, match="init_lottery grid 'mnist_lenet7' is unknown"):
+    il.grid("mnist_lenet7")
+
+
+@pytest.mark.slow
+def test_every_init_lottery_method_runs_end_to_end_and_reports(npz, tmp_path):
+  from experiments import report
+  from experiments.configs import init_lottery as il
+
+  results = tmp_path / "results"
+  results.mkdir()
+  for arg in il.grid("smoke"):
+    c = il.get_config(arg)
+    c.npz, c.val_size, c.progress, c.train_subset = npz, 32, False, None
+    c.batch_size = c.eval_batch_size = 32
+    s = train.train_and_evaluate(c, str(tmp_path / f"{c.method}_{c.variant}"))
+    if c.method in il.IMP:  # 4 rounds of 20% to pass 50%, each tested
+      assert sorted(s["stage_results"]) == ["0", "1", "2", "3"] and s["sparsity"] > 0.5
+    elif c.method != "dense":
+      assert s["sparsity"] == pytest.approx(0.5, abs=1e-3)
+    with open(results / f"{c.method}_{c.variant}.json", "w") as f:
+      json.dump(s, f)
+  text = report.write_report(str(results), il.REPORT)
+  assert "Missing the mark" in text and "imp_rewind (every round" in text and "snip - snip_shuffled" in text

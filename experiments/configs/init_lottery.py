@@ -198,3 +198,250 @@ def grid(name: str) -> list[str]:
     runs += [f"method={m},sparsity={s},{where}" for m in (*PAI, *SHUFFLED) for s in b["sparsities"]]
     runs += [f"method={m},sparsity={max(b['sparsities'])},{where}" for m in IMP]
   return runs
+
+
+# ---------------------------------------------------------------------------------------------
+# The report:
+#   python -m experiments.report experiments/results/init_lottery --config experiments/configs/init_lottery.py
+#
+# Test accuracy against sparsity (PaI: one run per point; IMP: every round of one run), the
+# seed-paired effect of shuffling each layer's mask, the per-layer densities at the highest
+# sparsity, the runs in which a layer collapsed, and the cost of computing each mask.
+
+import json  # noqa: E402
+import os  # noqa: E402
+from collections import defaultdict  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from experiments import report  # noqa: E402
+
+PUBLISHED_CONTEXT = (
+  "Published (PAPERS.md section 5; CIFAR-10, 160 epochs, so context for the gpu grid only): "
+  "Synaptic-Flow's VGG-16-BN at 10% / 1% / 0.1% kept: random 91.15 / 79.14 / 10.00, magnitude at init "
+  "93.12 / 89.80 / 10.00, SNIP 92.26 / 89.15 / 76.25, GraSP 91.84 / 87.49 / 70.93, SynFlow 93.26 / "
+  "90.08 / 80.39. Renda et al. ResNet-20 at 10.7% kept: weight rewinding 91.00, LR rewinding 91.01, "
+  "fine-tuning 89.33, rewinding to init 86.67 (dense 91.71)."
+)
+MASK_COST_COMMAND = (
+  "python -m experiments.bench.mask_cost --json experiments/results/init_lottery/mask_cost.json"
+)
+
+
+def _sparsity_of(s) -> float:
+  return float(s["config"]["stages"][-1]["pruner"].get("sparsity", 0.0)) if s["method"] not in IMP else None
+
+
+def curves(study) -> dict:
+  """``{(model, method): {sparsity: [(seed, test accuracy)]}}``; IMP rounds at the sparsity
+  they reached (rounded to 3 decimals), the final round included."""
+  out: dict = defaultdict(lambda: defaultdict(list))
+  for s in study:
+    key = (s["model"], s["method"])
+    if s["method"] in IMP:
+      points = [
+        (r["sparsity"], r["test_accuracy"]) for k, r in s.get("stage_results", {}).items() if k != "0"
+      ]
+      points.append((s["sparsity"], s["test_accuracy"]))
+      for sp, acc in points:
+        out[key][round(sp, 3)].append((s["seed"], acc))
+    elif s["method"] != "dense":
+      out[key][_sparsity_of(s)].append((s["seed"], s["test_accuracy"]))
+  return out
+
+
+def accuracy_tables(study) -> list[str]:
+  lines = []
+  cv = curves(study)
+  for model in sorted({s["model"] for s in study}):
+    dense = [s["test_accuracy"] for s in study if s["model"] == model and s["method"] == "dense"]
+    pai = sorted({sp for (mdl, m), pts in cv.items() if mdl == model and m not in IMP for sp in pts})
+    if not pai and not dense:
+      continue
+    lines += [f"### {model}", ""]
+    if dense:
+      lines += [f"Dense: {report.mean_std(dense, 2)}.", ""]
+    if pai:
+      lines += [
+        "| method | " + " | ".join(f"{sp:g}" for sp in pai) + " |",
+        "| --- |" + " --- |" * len(pai),
+      ]
+      for m in (*PAI, *SHUFFLED):
+        pts = cv.get((model, m), {})
+        if pts:
+          cells = [report.mean_std([a for _, a in pts[sp]], 2) if sp in pts else "-" for sp in pai]
+          lines.append(f"| {m} | " + " | ".join(cells) + " |")
+      lines.append("")
+    for m in IMP:
+      pts = cv.get((model, m), {})
+      if pts:
+        row = ", ".join(
+          f"{sp:g}: {report.mean_std([a for _, a in pts[sp]], 2, always_n=False)}" for sp in sorted(pts)
+        )
+        lines += [f"- {m} (every round, sparsity: test acc in %): {row}"]
+    lines.append("")
+  return lines or ["(no runs yet)"]
+
+
+def shuffle_claims(study) -> list[str]:
+  out = []
+  for model in sorted({s["model"] for s in study}):
+    for m in ("snip", "grasp", "synflow"):
+      for sp in sorted({_sparsity_of(s) for s in study if s["method"] == m and s["model"] == model}):
+        a = report.by_seed(
+          [s for s in study if s["model"] == model and s["method"] == m and _sparsity_of(s) == sp]
+        )
+        b = report.by_seed(
+          [
+            s
+            for s in study
+            if s["model"] == model and s["method"] == f"{m}_shuffled" and _sparsity_of(s) == sp
+          ]
+        )
+        if a and b:
+          out.append(f"- {model} at {sp:g}: {report.gap_text(f'{m} - {m}_shuffled', a, b)}")
+  return out or ["- (no method with its shuffled twin yet)"]
+
+
+def collapses(study) -> list[str]:
+  out = []
+  for s in sorted(study, key=lambda s: (s["model"], s["method"], s.get("sparsity", 0), s["seed"])):
+    gone = [d["path"] for d in s.get("layer_density", []) if d["total"] and d["kept"] == 0]
+    if gone:
+      out.append(f"- {s['model']} {s['method']} {s['variant']} seed {s['seed']}: {', '.join(gone)}")
+  return out or ["- none: every run kept at least one weight in every layer."]
+
+
+def density_plot(study, path: str) -> bool:
+  """Each layer's kept fraction at the highest sparsity a PaI method ran, per method."""
+  drew = False
+  models = sorted({s["model"] for s in study})
+  fig, axes = report.plt.subplots(
+    1, max(len(models), 1), figsize=(6 * max(len(models), 1), 3.6), squeeze=False
+  )
+  for ax, model in zip(axes[0], models, strict=True):
+    runs = [s for s in study if s["model"] == model and s["method"] in (*PAI, *SHUFFLED, *IMP)]
+    if not runs:
+      continue
+    top = max(s["sparsity"] for s in runs)
+    for m in (*PAI, *IMP):
+      at = [s for s in runs if s["method"] == m and abs(s["sparsity"] - top) < 0.01]
+      if at:
+        dens = np.mean([[d["kept"] / d["total"] for d in s["layer_density"]] for s in at], axis=0)
+        ax.plot(dens, marker="o", ms=3, label=m)
+        drew = True
+    ax.set_yscale("log")
+    ax.set_title(f"{model}, sparsity ~{top:.3f}", fontsize=9)
+    ax.set_xlabel("layer (kernels, in order)")
+    ax.set_ylabel("kept fraction")
+    ax.grid(alpha=0.3)
+    if ax.get_lines():
+      ax.legend(fontsize=6)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  report.plt.close(fig)
+  return drew
+
+
+def curve_plot(study, path: str) -> bool:
+  cv = curves(study)
+  models = sorted({mdl for mdl, _ in cv})
+  if not models:
+    return False
+  fig, axes = report.plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
+  for ax, model in zip(axes[0], models, strict=True):
+    for (mdl, m), pts in sorted(cv.items()):
+      if mdl != model or m.endswith("_shuffled"):
+        continue
+      xs = sorted(pts)
+      acc = [100 * np.array([a for _, a in pts[x]]) for x in xs]
+      ax.errorbar(
+        [100 * (1 - x) for x in xs],
+        [a.mean() for a in acc],
+        yerr=[a.std() for a in acc],
+        marker="o",
+        ms=3,
+        capsize=2,
+        label=m,
+        ls="--" if m in IMP else "-",
+      )
+    dense = [100 * s["test_accuracy"] for s in study if s["model"] == model and s["method"] == "dense"]
+    if dense:
+      ax.axhline(np.mean(dense), color="k", lw=0.8, label="dense")
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    ax.set_xlabel("weights kept (%)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(model, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  report.plt.close(fig)
+  return True
+
+
+def mask_cost(folder: str) -> list[str]:
+  path = os.path.join(folder, "mask_cost.json")
+  if not os.path.exists(path):
+    return [f"(not measured yet: `{MASK_COST_COMMAND}`)"]
+  with open(path) as f:
+    bench = json.load(f)
+  lines = [
+    f"Measured by `{MASK_COST_COMMAND}` on {bench['device']} (median of {bench['rounds']} interleaved "
+    "rounds, compiled first): the seconds to compute each method's masks and their multiple of one "
+    "jitted training step of the same network and batch.",
+    "",
+    "| model | method | seconds | x one train step |",
+    "| --- | --- | --- | --- |",
+  ]
+  lines += [f"| {r['model']} | {r['method']} | {r['s']:.4f} | {r['steps']:.1f} |" for r in bench["rows"]]
+  return lines
+
+
+def sections(runs, folder) -> list[str]:
+  study = [s for s in runs if s.get("study") == "init_lottery"]
+  planned = 3 * len(grid("mnist"))
+  lines = [
+    f"Runs collected: {len(study)} of the MNIST study's {planned} (grid `mnist`, seeds 0, 1 and 2)"
+    + ("; the sweep is still running, so the tables are incomplete." if len(study) < planned else "."),
+    "",
+    "## Test accuracy against sparsity",
+    "",
+    "Test accuracy in % (mean +- std over seeds, n runs); sparsity is the removed fraction of the conv "
+    "and dense kernels. IMP rows list every round of the run (its sparsity reached, the output layer "
+    "pruned at half the rate).",
+    "",
+    *accuracy_tables(study),
+  ]
+  if curve_plot(study, os.path.join(folder, "accuracy.png")):
+    lines += ["![test accuracy against weights kept](accuracy.png)", ""]
+  lines += [
+    "## Missing the mark: each layer's mask shuffled",
+    "",
+    "Frankle et al. (2021) found these methods keep their accuracy when each layer's mask is permuted "
+    "at random (same per-layer density): a gap near 0 says the method chose the per-layer densities, "
+    "not the weights.",
+    "",
+    *shuffle_claims(study),
+    "",
+    "## Per-layer density at the highest sparsity",
+    "",
+  ]
+  if density_plot(study, os.path.join(folder, "density.png")):
+    lines += ["![kept fraction per layer](density.png)", ""]
+  lines += ["## Layer collapse", "", *collapses(study), "", "## Cost of computing the masks", ""]
+  lines += [*mask_cost(folder), "", PUBLISHED_CONTEXT, "", "## Every run", "", report.table(study), ""]
+  return lines
+
+
+REPORT = {
+  "title": "Pruning at initialization and lottery tickets, one protocol",
+  "notes": (
+    "Every mask is exact (round(s N) removed over one global ranking of the conv and dense kernels); "
+    "methods, recipes and budgets: experiments/configs/init_lottery.py. The model reported is each "
+    "run's last epoch; the test split is evaluated once per run (IMP: once per round)."
+  ),
+  "study": "init_lottery",
+  "sections": [sections],
+}
