@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" -p no:cacheprovider --durations=15 --doctest-modules tests pruning_jax README.md
+	$(PY) -m pytest -q -n 2 --dist worksteal -m "not slow" -p no:cacheprovider --durations=15 --doctest-modules tests pruning_jax README.md
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow -p no:cacheprovider tests

@@ -86,7 +86,7 @@ def test_float64_keeps_the_flow_of_a_deep_network_that_float32_loses():
   assert all(np.all(np.asarray(s) > 0) for s in jax.tree.leaves(kept))
 
 
-@pytest.mark.parametrize("sparsity", [0.9, 0.99])
+@pytest.mark.parametrize("sparsity", [pytest.param(0.9, marks=pytest.mark.slow), 0.99])
 def test_iterative_synflow_reaches_the_exact_sparsity_after_100_rounds(sparsity):
   model, params, ctx, _ = _setup(MLP(widths=(40, 30)))
   pruner = pj.methods.synflow(sparsity, rounds=100)

@@ -20,7 +20,11 @@ def _setup(model, shape):
   return v, apply_fn, training.init_context(apply_fn, state, batches=[batch]), batch
 
 
-@pytest.mark.parametrize("criterion", ["l1", "bn_scale", "fpgm", "taylor", "random"])
+# l1 and the data-dependent taylor in the fast suite (each criterion's scores: test_structured)
+SLOW_CRITERIA = [pytest.param(c, marks=pytest.mark.slow) for c in ("bn_scale", "fpgm", "random")]
+
+
+@pytest.mark.parametrize("criterion", ["l1", "taylor", *SLOW_CRITERIA])
 def test_one_shot_removes_whole_channels_and_the_shrunk_network_agrees(criterion):
   m = models.vgg11(widths=(8, 8, 12, 12, 16, 16, 16, 16))
   v, apply_fn, ctx, batch = _setup(m, (4, 32, 32, 3))

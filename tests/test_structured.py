@@ -118,7 +118,7 @@ def test_ties_are_broken_exactly_and_collapse_is_refused():
     structured.group_scores({}, groups, "l3")
 
 
-@pytest.mark.parametrize("reduction", [0.3, 0.5])
+@pytest.mark.parametrize("reduction", [pytest.param(0.3, marks=pytest.mark.slow), 0.5])
 def test_the_macs_target_is_met_by_the_shrunk_network(reduction):
   m, v, x, groups = _vgg((16, 32, 64, 64, 128, 128, 128, 128))
   reference = pj.count_flops(lambda v, x: m.apply(v, x), v, x).macs

@@ -262,7 +262,7 @@ def _mnist():
   "name, make, lr, finalized, floor",
   [
     ("aslp", pj.methods.aslp, 50.0, False, 0.85),
-    ("supermask", pj.methods.supermask, 50.0, False, 0.85),
+    pytest.param("supermask", pj.methods.supermask, 50.0, False, 0.85, marks=pytest.mark.slow),
     ("edge_popup", lambda: pj.methods.edge_popup(0.5), 0.1, True, 0.9),
   ],
 )

@@ -514,6 +514,7 @@ def test_a_shrink_stage_goes_on_with_the_smaller_model_and_resumes_exactly(npz, 
   assert resumed["test_accuracy"] == full["test_accuracy"]
 
 
+@pytest.mark.slow  # its cause, a traced init of closed-over params, is tested in test_channel_methods
 def test_a_macs_targeted_soft_pruning_stage_resumes_exactly(npz, tmp_path):
   # its init searches the MACs target eagerly; a resume rebuilds the state's shapes under a trace
   def config(**overrides):
