@@ -31,6 +31,8 @@ REQUIRED = {
   "amount": 0.25,
   "every_steps": 2,
   "weight": 1e-3,
+  "end_step": 2,  # the contract's 3 steps: one drop-and-grow (every_steps) while updates run
+  "grow": "gradient",
 }
 # factories with one of several ways to say how much to prune, none required
 CHOICES = {
@@ -38,6 +40,9 @@ CHOICES = {
   "soft_filter_pruning": {"amount": 0.25},
   # the test MLPs have 80 MACs per example, 10 per hidden channel: 2 of the 8 are 25%
   "pruning_from_scratch": {"macs_reduction": 0.25, "reference_macs": 80},
+  "rigl": {"every_steps": 1},
+  "set_training": {"every_steps": 1},
+  "dynamic_sparse": {"every_steps": 1},
 }
 
 

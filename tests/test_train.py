@@ -398,6 +398,8 @@ def test_every_method_builds_from_its_config_by_its_own_signature():
       "weight": 1e-3,
       "macs_reduction": 0.5,
       "reference_macs": 10**6,
+      "end_step": 100,
+      "grow": "random",
     }
     cfg = {"name": name, **{p.name: values[p.name] for p in required}}
     if name in ("channel_pruning", "soft_filter_pruning"):  # one of two ways to say how much

@@ -5,7 +5,8 @@ scope: magnitude, gradual, iterative); ``mask_learning`` (straight-through, edge
 supermask, ASLP); ``reparam`` (budget-aware weight reparametrization); ``channel`` (structured:
 one-shot filter pruning, soft filter pruning); ``scratch`` (Pruning from Scratch's channel gates
 on random weights); ``at_init`` (pruning at initialization: SNIP, GraSP, SynFlow, random);
-``lottery`` (iterative magnitude pruning rounds for lottery tickets and rewinding).
+``lottery`` (iterative magnitude pruning rounds for lottery tickets and rewinding);
+``sparse_training`` (dynamic sparse training: SET, RigL).
 """
 
 from pruning_jax.methods.at_init import at_init, grasp, random_pruning, snip, synflow
@@ -22,12 +23,14 @@ from pruning_jax.methods.mask_learning import (
 from pruning_jax.methods.reparam import reparam
 from pruning_jax.methods.score import magnitude_pruning, score_pruning
 from pruning_jax.methods.scratch import pruning_from_scratch
+from pruning_jax.methods.sparse_training import dynamic_sparse, rigl, set_training
 
 __all__ = [
   "aslp",
   "at_init",
   "channel_pruning",
   "dense",
+  "dynamic_sparse",
   "edge_popup",
   "grasp",
   "imp_round",
@@ -37,7 +40,9 @@ __all__ = [
   "pruning_from_scratch",
   "random_pruning",
   "reparam",
+  "rigl",
   "score_pruning",
+  "set_training",
   "snip",
   "soft_filter_pruning",
   "straight_through_mask",
