@@ -55,6 +55,7 @@ G = 10, p = 0.5 and 0.7 (grids ``gpu_resnet56``, ``gpu_vgg16``).
 import functools
 
 from experiments.configs.base import base_config, check_choice, parse_options, stage
+from experiments.configs.structured import _structure, dense_workdir, variant_name
 
 BUDGETS = {
   "cpu": {
@@ -110,16 +111,6 @@ def sgd(lr: float) -> dict:
   return {"name": "sgd", "lr": lr, "momentum": 0.9, "weight_decay": 1e-4, "lr_schedule": "multistep"}
 
 
-def variant_name(o: dict[str, str]) -> str:
-  if o["method"] == "dense":
-    return o["budget"]
-  return f"r{float(o['reduction']):.2f}_{o['budget']}"
-
-
-def dense_workdir(o: dict[str, str]) -> str:
-  return f"{o['runs']}/{o['model']}_dense_{o['budget']}_seed{o['seed']}"
-
-
 def _standard_kwargs(o: dict[str, str]) -> dict:
   if o["model"].startswith("vgg"):
     return {"bn_scale_init": 0.5}  # the reference's VGG init (its ResNets keep gamma = 1)
@@ -155,17 +146,6 @@ def standard_macs(model: str, kwargs: tuple) -> int:
   variables = jax.eval_shape(m.init, jax.random.key(0), x)
   variables = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), variables)
   return pj.count_flops(lambda v, x: m.apply(v, x), variables, x).macs
-
-
-def _structure(criterion: str, reduction: float, scope: str, tied: bool, rtol: float) -> dict:
-  return {
-    "name": "channel_pruning",
-    "criterion": criterion,
-    "macs_reduction": reduction,
-    "scope": scope,
-    "tied": tied,
-    "rtol": rtol,
-  }
 
 
 def _shrunk(name: str, epochs: float, optimizer: dict, *, reinit: bool):
@@ -270,7 +250,7 @@ import os  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments import report  # noqa: E402
-from experiments.configs.structured import _flat_widths, reduction_of, rtol_of  # noqa: E402,F401
+from experiments.configs.structured import _dense_macs, _flat_widths, reduction_of, rtol_of  # noqa: E402,F401
 
 PUBLISHED_CONTEXT = (
   "Published (PAPERS.md; context only, other budgets): the paper's own CIFAR-10 tables could not be "
@@ -292,10 +272,6 @@ CLAIM_PAIRS = (  # (a, b, what a - b tests)
   ("l1_ft", "pfs", "the conventional pipeline (trained weights kept) against PFS Scratch-E"),
   ("slimming", "pfs", "network slimming against PFS Scratch-E"),
 )
-
-
-def _dense_macs(study) -> dict[tuple[str, int], int]:
-  return {(s["model"], s["seed"]): s["macs_per_example"] for s in study if s["method"] == "dense"}
 
 
 def _reductions(study) -> list[float]:

@@ -76,6 +76,43 @@ def collapsed_layers(masks: PyTree) -> jax.Array:
   )
 
 
+def fixed_mask_pruner(init) -> Pruner:
+  """The Pruner of masks chosen by ``init`` (into ``InitBuffers``) and fixed from then on.
+
+  Args:
+    init: ``(key, params, context=None) -> PrunerState`` with ``InitBuffers`` as its buffers.
+
+  Returns:
+    A :class:`pruning_jax.Pruner` that applies those masks, never changes them, and reports
+    ``collapsed_layers``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from pruning_jax.pruner import PrunerState
+    >>> chosen = InitBuffers({"w": jnp.array([True, False])})
+    >>> p = fixed_mask_pruner(lambda key, params, context=None: PrunerState({}, chosen))
+    >>> p.finalize({"w": jnp.ones(2)}, p.init(None, None))[0]["w"].tolist()
+    [1.0, 0.0]
+  """
+
+  def apply(params, state, *, key=None, train=True):
+    del key, train
+    return masks_lib.apply_masks(params, state.buffers.masks)
+
+  def masks(params, state):
+    del params
+    return state.buffers.masks
+
+  def finalize(params, state):
+    return masks_lib.apply_masks(params, state.buffers.masks), state.buffers.masks
+
+  def metrics(params, state):
+    del params
+    return {"collapsed_layers": collapsed_layers(state.buffers.masks)}
+
+  return Pruner(init, apply, no_update, finalize, masks, metrics=metrics)
+
+
 def _need(context: InitContext | None, fields: tuple[str, ...], where: str) -> InitContext:
   def absent(value):
     return value is None or (isinstance(value, (tuple, list)) and not value)
@@ -171,22 +208,7 @@ def at_init(
         masks = masks_lib.shuffle_masks(jax.random.fold_in(key, rounds), masks)
     return PrunerState({}, InitBuffers(masks))
 
-  def apply(params, state, *, key=None, train=True):
-    del key, train
-    return masks_lib.apply_masks(params, state.buffers.masks)
-
-  def masks(params, state):
-    del params
-    return state.buffers.masks
-
-  def finalize(params, state):
-    return masks_lib.apply_masks(params, state.buffers.masks), state.buffers.masks
-
-  def metrics(params, state):
-    del params
-    return {"collapsed_layers": collapsed_layers(state.buffers.masks)}
-
-  return Pruner(init, apply, no_update, finalize, masks, metrics=metrics)
+  return fixed_mask_pruner(init)
 
 
 def snip(sparsity: float, *, shuffle: bool = False, selection: sel_lib.SelectionLike = None) -> Pruner:
@@ -344,4 +366,13 @@ def random_pruning(
   )
 
 
-__all__ = ["InitBuffers", "at_init", "collapsed_layers", "grasp", "random_pruning", "snip", "synflow"]
+__all__ = [
+  "InitBuffers",
+  "at_init",
+  "collapsed_layers",
+  "fixed_mask_pruner",
+  "grasp",
+  "random_pruning",
+  "snip",
+  "synflow",
+]

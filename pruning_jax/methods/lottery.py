@@ -38,8 +38,8 @@ import jax.numpy as jnp
 from pruning_jax import criteria, validation
 from pruning_jax import masks as masks_lib
 from pruning_jax import selection as sel_lib
-from pruning_jax.methods.at_init import InitBuffers, collapsed_layers
-from pruning_jax.pruner import InitContext, Pruner, PrunerState, no_update
+from pruning_jax.methods.at_init import InitBuffers, fixed_mask_pruner
+from pruning_jax.pruner import InitContext, Pruner, PrunerState
 from pruning_jax.tree import path_str, static_value
 
 
@@ -128,22 +128,7 @@ def imp_round(
       out = jax.tree.map(lambda a, b, s: a if s else b, leaf, out, only)
     return PrunerState({}, InitBuffers(out))
 
-  def apply(params, state, *, key=None, train=True):
-    del key, train
-    return masks_lib.apply_masks(params, state.buffers.masks)
-
-  def masks(params, state):
-    del params
-    return state.buffers.masks
-
-  def finalize(params, state):
-    return masks_lib.apply_masks(params, state.buffers.masks), state.buffers.masks
-
-  def metrics(params, state):
-    del params
-    return {"collapsed_layers": collapsed_layers(state.buffers.masks)}
-
-  return Pruner(init, apply, no_update, finalize, masks, metrics=metrics)
+  return fixed_mask_pruner(init)
 
 
 __all__ = ["imp_round"]
