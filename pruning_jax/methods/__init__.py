@@ -6,12 +6,14 @@ supermask, ASLP); ``reparam`` (budget-aware weight reparametrization); ``channel
 one-shot filter pruning, soft filter pruning); ``scratch`` (Pruning from Scratch's channel gates
 on random weights); ``at_init`` (pruning at initialization: SNIP, GraSP, SynFlow, random);
 ``lottery`` (iterative magnitude pruning rounds for lottery tickets and rewinding);
-``sparse_training`` (dynamic sparse training: SET, RigL).
+``sparse_training`` (dynamic sparse training: SET, RigL); ``l0`` (hard-concrete L0 gates, per
+weight or per channel).
 """
 
 from pruning_jax.methods.at_init import at_init, grasp, random_pruning, snip, synflow
 from pruning_jax.methods.channel import channel_pruning, soft_filter_pruning
 from pruning_jax.methods.dense import dense, penalized
+from pruning_jax.methods.l0 import l0_gates
 from pruning_jax.methods.lottery import imp_round
 from pruning_jax.methods.mask_learning import (
   aslp,
@@ -34,6 +36,7 @@ __all__ = [
   "edge_popup",
   "grasp",
   "imp_round",
+  "l0_gates",
   "learned_mask",
   "magnitude_pruning",
   "penalized",

@@ -99,6 +99,71 @@ def _is_concrete(tree: PyTree) -> bool:
   return all(static_value(x) is not None for x in jax.tree.leaves(tree))
 
 
+def gated_groups(groups, where: str) -> tuple[tuple[int, tuple[str, ...]], ...]:
+  """Where channel gates go: ``(group index, member roles the gate scales)`` for each group one
+  layer produces, after its BatchNorm (scale and shift) where it has one, else on the layer's own
+  output (filters, bias). A residual stream, produced by several layers, is never gated.
+
+  Args:
+    groups: the network's channel groups (:func:`pruning_jax.surgery.channel_groups`).
+    where: the caller's name, for the error.
+
+  Returns:
+    The gated groups, in group order.
+
+  Raises:
+    ValueError: no group is produced by a single layer.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import pruning_jax as pj
+    >>> params = {"a": {"kernel": jnp.ones((4, 3))}, "b": {"kernel": jnp.ones((3, 2))}}
+    >>> fn = lambda p, x: x @ p["a"]["kernel"] @ p["b"]["kernel"]
+    >>> gated_groups(pj.surgery.channel_groups(fn, params, jnp.ones((1, 4))), "example")
+    ((1, ('out', 'elementwise')),)
+  """
+  gated = []
+  for i, g in enumerate(groups):
+    if not g.prunable or sum(m.role == "out" for m in g.members) != 1:
+      continue
+    normed = any(m.role == "elementwise" and structured._BN_SCALE.search(m.path) for m in g.members)
+    gated.append((i, ("elementwise",) if normed else ("out", "elementwise")))
+  if not gated:
+    raise ValueError(f"{where}: the network has no channel group a single layer produces: nothing to gate.")
+  return tuple(gated)
+
+
+def scale_gated(params: PyTree, groups, gated, gates: dict[str, jax.Array]) -> PyTree:
+  """The params with each gated group's channels multiplied by its gate vector.
+
+  ``g * BN(x) = (g * gamma) xhat + g * beta``: a gate after BatchNorm scales the BN's scale and
+  bias; without one, ``g * (x W + b)`` scales the filters and bias (see :func:`gated_groups`).
+
+  Args:
+    params: the params.
+    groups: the channel groups.
+    gated: :func:`gated_groups`'s output.
+    gates: ``{str(group index): (C,) gate values}`` for every gated group.
+
+  Returns:
+    The scaled params (the same structure and shapes).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import pruning_jax as pj
+    >>> params = {"a": {"kernel": jnp.ones((4, 3))}, "b": {"kernel": jnp.ones((3, 2))}}
+    >>> fn = lambda p, x: x @ p["a"]["kernel"] @ p["b"]["kernel"]
+    >>> groups = pj.surgery.channel_groups(fn, params, jnp.ones((1, 4)))
+    >>> out = scale_gated(params, groups, gated_groups(groups, "x"), {"1": jnp.array([0.0, 1.0, 2.0])})
+    >>> out["a"]["kernel"][0].tolist()
+    [0.0, 1.0, 2.0]
+  """
+  for roles in sorted({roles for _, roles in gated}):
+    scales = {i: gates[str(i)] for i, r in gated if r == roles}
+    params = surgery.scale_channels(params, groups, scales, roles=roles)
+  return params
+
+
 def _macs_selection(params, groups, scores, context, reduction, reference_macs, **kw):
   """``(keep, removed fraction)`` meeting a MACs reduction: exact and eager for concrete params,
   bisected under the trace otherwise (shapes do not depend on which)."""

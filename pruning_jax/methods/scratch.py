@@ -44,7 +44,7 @@ import jax.numpy as jnp
 
 from pruning_jax import masks as masks_lib
 from pruning_jax import structured, surgery, transforms, validation
-from pruning_jax.methods.channel import _full_masks, _groups_of, _is_concrete
+from pruning_jax.methods.channel import _full_masks, _groups_of, _is_concrete, gated_groups, scale_gated
 from pruning_jax.pruner import InitContext, Pruner, PrunerState, no_update
 from pruning_jax.tree import Static
 
@@ -63,20 +63,6 @@ class GateBuffers(NamedTuple):
   gated: Static
   macs: Static
   reference_macs: Static
-
-
-def _gated_groups(groups, where: str) -> tuple[tuple[int, tuple[str, ...]], ...]:
-  """``(group index, member roles the gate scales)`` for each group one layer produces: after its
-  BatchNorm (scale and shift) where it has one, else on the layer's own output (filters, bias)."""
-  gated = []
-  for i, g in enumerate(groups):
-    if not g.prunable or sum(m.role == "out" for m in g.members) != 1:
-      continue
-    normed = any(m.role == "elementwise" and structured._BN_SCALE.search(m.path) for m in g.members)
-    gated.append((i, ("elementwise",) if normed else ("out", "elementwise")))
-  if not gated:
-    raise ValueError(f"{where}: the network has no channel group a single layer produces: nothing to gate.")
-  return tuple(gated)
 
 
 def pruning_from_scratch(
@@ -145,7 +131,7 @@ def pruning_from_scratch(
   def init(key, params, context: InitContext | None = None):
     del key
     groups = _groups_of(params, context, where)
-    gated = _gated_groups(groups, where)
+    gated = gated_groups(groups, where)
     example = jax.tree.map(lambda a: a[:1], context.example_input)
     model = structured.macs_model(context.apply_fn, params, groups, example)
     gates = {str(i): jnp.ones((groups[i].channels,), jnp.float32) for i, _ in gated}
@@ -154,10 +140,7 @@ def pruning_from_scratch(
 
   def gated_params(params, state):
     b = state.buffers
-    for roles in sorted({roles for _, roles in b.gated.value}):
-      scales = {i: state.learned["gates"][str(i)] for i, r in b.gated.value if r == roles}
-      params = surgery.scale_channels(params, b.groups.value, scales, roles=roles)
-    return params
+    return scale_gated(params, b.groups.value, b.gated.value, state.learned["gates"])
 
   def apply(params, state, *, key=None, train=True):
     del key, train
