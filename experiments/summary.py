@@ -98,13 +98,31 @@ def _read_metrics(workdir: str) -> dict[int, dict[str, dict[int, dict]]]:
   return out
 
 
+def _training_macs(train_records: list[dict]) -> float | None:
+  """Forward MACs per example summed over the stage's steps: each logged ``macs`` (of the masks
+  the next step trains with) held until the next log, the first one from step 0 (exact where
+  the counts change only on the log grid, as for dense, static, SET and RigL)."""
+  if not train_records or any("macs" not in r for r in train_records):
+    return None  # a run logged before the runner recorded MACs
+  total, prev = 0.0, 0
+  for i, r in enumerate(train_records):
+    held = train_records[max(i - 1, 0)]["macs"]
+    total += (r["step"] - prev) * held
+    prev = r["step"]
+  return total
+
+
 def _stage_curves(records: dict[str, dict[int, dict]], max_train_points: int) -> dict[str, Any]:
   drop = ("split", "stage", "global_step")
   curve = [{k: v for k, v in r.items() if k not in drop} for _, r in sorted(records["val"].items())]
   train_records = [r for _, r in sorted(records["train"].items())]
   stride = max(1, math.ceil(len(train_records) / max_train_points))
   keep = train_records[::stride] + ([train_records[-1]] if (len(train_records) - 1) % stride else [])
-  return {"val_curve": curve, "train_curve": [{k: v for k, v in r.items() if k not in drop} for r in keep]}
+  out = {"val_curve": curve, "train_curve": [{k: v for k, v in r.items() if k not in drop} for r in keep]}
+  macs = _training_macs(train_records)
+  if macs is not None:
+    out["training_macs_per_example"] = macs
+  return out
 
 
 def _curve_fields(workdir: str, stage: int, max_train_points: int = 200) -> dict[str, Any]:

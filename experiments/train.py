@@ -485,6 +485,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         _check_metric(rule, jax.eval_shape(pruner.metrics, state.params, state.pruner_state), si)
         stage_metrics = jax.jit(pruner.metrics)
       train_step = jax.jit(training.make_train_step(apply_fn, pruner, st.tx))
+      # forward MACs per example of the masks the next step trains with (training-FLOPs accounting)
+      weight_macs = pj.accounting.macs_per_weight(
+        lambda p, x: apply_fn(p, state.model_state, x, train=False)[0], state.params, example
+      )
+      masks_macs = jax.jit(
+        lambda s: pj.accounting.effective_macs(pruner.masks(s.params, s.pruner_state), weight_macs)
+      )
       finalized = config.eval_finalized
       eval_step = (
         evaluators.extracted_step(apply_fn, pruner)
@@ -526,6 +533,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           interrupted = config.max_steps_this_run is not None and steps_this_run >= config.max_steps_this_run
           if boundary or ckpt_due or interrupted:
             m = {k: float(v) for k, v in metrics.items()}
+            m["macs"] = float(masks_macs(state))
             if not math.isfinite(m["loss"]):
               raise FloatingPointError(
                 f"loss is {m['loss']} at stage {si} ({stage.name}) step {step}. The run stopped; the "

@@ -44,8 +44,11 @@ __all__ = [
   "FlopReport",
   "LayerFlops",
   "ParamCounts",
+  "WeightMacs",
   "count_flops",
   "count_params",
+  "effective_macs",
+  "macs_per_weight",
   "param_table",
   "param_use_order",
 ]
@@ -279,6 +282,91 @@ def count_flops(
     sum(layer.effective_macs for layer in layers),
     sorted(set(acc["uncounted"])),
   )
+
+
+class WeightMacs(NamedTuple):
+  """Each weight's share of the forward MACs, for counting masks inside jit (:func:`effective_macs`).
+
+  Attributes:
+    per_weight: per param leaf, the MACs one non-zero entry of it costs (a float: the output
+      positions it is multiplied at, summed over its products); 0.0 for leaves in no product.
+    fixed: MACs of products not attributable to one leaf (two params multiplied together, or
+      an input-only product): counted dense.
+    dense: the dense MACs, ``fixed`` plus every weight at full density.
+    sizes: per param leaf, its number of entries (what a 0-d all-kept mask stands for).
+  """
+
+  per_weight: PyTree
+  fixed: int
+  dense: int
+  sizes: PyTree
+
+
+def macs_per_weight(apply_fn: Callable[..., Any], params: PyTree, *inputs: Any) -> WeightMacs:
+  """The MACs one non-zero weight of each leaf costs, from :func:`count_flops`'s products.
+
+  A conv or dense product's effective MACs are linear in its kernel's non-zero count (each weight
+  is used at every output position), so ``effective_macs(masks, macs_per_weight(...))`` equals
+  ``count_flops(..., masks=masks).effective_macs`` exactly, and is cheap and jittable: training
+  loops can log the MACs of the masks they train with at every step (RigL's training-FLOPs
+  accounting).
+
+  Args:
+    apply_fn: ``(params, *inputs) -> outputs``.
+    params: concrete parameters (their values are not used; zeros are counted as dense).
+    *inputs: example inputs (the batch size counts).
+
+  Returns:
+    A :class:`WeightMacs`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> params = {"w": jnp.ones((2, 3)), "b": jnp.zeros(3)}
+    >>> wm = macs_per_weight(lambda p, x: x @ p["w"] + p["b"], params, jnp.ones((4, 2)))
+    >>> wm.per_weight, wm.dense, wm.sizes
+    ({'b': 0.0, 'w': 4.0}, 24, {'b': 3, 'w': 6})
+  """
+  dense_params = jax.tree.map(lambda a: jnp.ones(jnp.shape(a), jnp.result_type(a)) if is_array(a) else a, params)
+  report = count_flops(apply_fn, dense_params, *inputs)
+  per_path: dict[str, int] = {}
+  fixed = 0
+  for layer in report.layers:
+    if layer.path is None or "+" in layer.path:
+      fixed += layer.macs
+    else:
+      per_path[layer.path] = per_path.get(layer.path, 0) + layer.effective_macs
+  sizes = {path_str(p): int(np.size(a)) for p, a in leaves_with_paths(params)}
+  per_weight = jax.tree_util.tree_map_with_path(
+    lambda p, a: per_path.get(path_str(p), 0) / max(sizes[path_str(p)], 1), params
+  )
+  return WeightMacs(per_weight, fixed, report.macs, jax.tree.map(lambda a: int(np.size(a)), params))
+
+
+def effective_macs(masks: PyTree, weight_macs: WeightMacs) -> jax.Array:
+  """Forward MACs with the masked-out weights skipped: ``fixed + sum_leaf per_weight * nnz(mask)``.
+
+  Args:
+    masks: bool masks with the params' structure (0-d True: the whole leaf kept), concrete or
+      traced.
+    weight_macs: :func:`macs_per_weight` of the same network and inputs.
+
+  Returns:
+    (), float32: the effective MACs (exact up to float32 rounding of large counts).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> params = {"w": jnp.ones((2, 3))}
+    >>> wm = macs_per_weight(lambda p, x: x @ p["w"], params, jnp.ones((4, 2)))
+    >>> float(effective_macs({"w": jnp.array([[True, False, True], [False, False, True]])}, wm))
+    12.0
+  """
+  total = jnp.float32(weight_macs.fixed)
+  wm = weight_macs
+  for f, n, m in zip(jax.tree.leaves(wm.per_weight), jax.tree.leaves(wm.sizes), jax.tree.leaves(masks), strict=True):
+    if f:
+      kept = jnp.sum(m, dtype=jnp.float32) if jnp.ndim(m) else n * jnp.asarray(m, jnp.float32)
+      total = total + f * kept
+  return total
 
 
 def param_use_order(apply_fn: Callable[..., Any], params: PyTree, *inputs: Any) -> list[str]:

@@ -126,3 +126,25 @@ def test_a_conv_computed_as_patches_times_a_matrix_counts_the_conv_macs():
   assert a.macs == b.macs == 4 * 4 * 9 * 3 * 5
   assert a.effective_macs == b.effective_macs == 4 * 4 * 9 * 3 * 4
   assert [layer.path for layer in b.layers] == ["params/kernel"]  # the one-hot patch gather is not a layer
+
+
+@pytest.mark.parametrize("name", ["lenet5", "resnet20", "grouped"])
+def test_effective_macs_from_per_weight_costs_equals_count_flops_under_jit(name):
+  from pruning_jax import models
+
+  kw = {"blocks_per_stage": (1, 1, 1), "stage_widths": (4, 8, 8)} if name == "resnet20" else {}
+  model = SmallConvNet() if name == "grouped" else models.get_model(name, **kw)
+  shape = {"lenet5": (2, 28, 28, 1), "grouped": (2, 16, 16, 3)}.get(name, (2, 32, 32, 3))
+  x = jnp.ones(shape)
+  v = model.init(jax.random.key(0), x)
+  fn = lambda p, x: model.apply({**v, "params": p}, x)  # noqa: E731
+  params = v["params"]
+  wm = pj.accounting.macs_per_weight(fn, params, x)
+  assert wm.dense == pj.count_flops(fn, params, x).macs
+  keys = iter(jax.random.split(jax.random.key(1), 100))
+  masks = jax.tree.map(
+    lambda p: jax.random.uniform(next(keys), p.shape) < 0.3 if p.ndim > 1 else jnp.asarray(True), params
+  )
+  want = pj.count_flops(fn, params, x, masks=masks).effective_macs
+  got = jax.jit(lambda m: pj.accounting.effective_macs(m, wm))(masks)
+  assert float(got) == pytest.approx(want, rel=1e-6)

@@ -95,6 +95,12 @@ def test_two_stage_run_writes_summary_and_metrics(npz, tmp_path):
   assert s["flops_effective"] < s["flops_dense"]
   lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert {r["split"] for r in lines} == {"train", "val"} and lines[-1]["stage"] == 1
+  # training MACs: the dense stage's 4 steps at the dense count; the pruned stage ends at the
+  # finalized network's count (the logged masks' MACs agree with count_flops)
+  assert s["earlier_stages"]["0"]["training_macs_per_example"] == 4 * s["flops_dense"] // 2
+  last = [r for r in lines if r["split"] == "train" and r["stage"] == 1][-1]
+  assert last["macs"] == s["flops_effective"] // 2
+  assert 4 * last["macs"] < s["training_macs_per_example"] < 4 * s["flops_dense"] // 2
 
 
 def _final_params(workdir):
