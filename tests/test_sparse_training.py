@@ -87,6 +87,29 @@ def test_grown_weights_start_at_zero_dropped_ones_end_there_and_the_sparsity_nev
   assert grew and len(set(n_kept)) == 1
 
 
+def test_set_with_a_constant_rate_drops_zeta_of_each_layer_at_every_update_and_counts_them():
+  params = _params()
+  pruner = pj.methods.set_training(0.8, end_step=100, every_steps=10, decay="constant", distribution="uniform")
+  state = pruner.init(jax.random.key(1), params)
+  up = jax.jit(pruner.update)
+  for t in range(100):
+    new = up(params, state, pj.StepInfo(jnp.int32(t), jax.random.key(t)))
+    for k in params:
+      before = np.asarray(state.buffers.masks[k]["kernel"])
+      after = np.asarray(new.buffers.masks[k]["kernel"])
+      n, moved = int(before.sum()), int((before & ~after).sum())
+      # due at t = 9, 19, ...: exactly round(0.3 n) dropped (and as many grown: the count holds),
+      # the rate undecayed even at the last update; a regrown just-dropped weight counts as kept
+      if (t + 1) % 10 == 0:
+        assert 0.8 * round(0.3 * n) <= moved <= round(0.3 * n) and int(after.sum()) == n
+      else:
+        assert moved == 0
+    state = new
+  assert float(pruner.metrics(params, state)["updates"]) == 10.0
+  with pytest.raises(ValueError, match="decay='linear' is unknown"):
+    pj.methods.set_training(0.8, end_step=10, decay="linear")
+
+
 def test_bad_arguments_are_named():
   with pytest.raises(ValueError, match="dynamic_sparse: grow='hebbian' is unknown"):
     pj.methods.dynamic_sparse(0.9, grow="hebbian", end_step=10)

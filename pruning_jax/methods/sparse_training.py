@@ -36,6 +36,7 @@ from pruning_jax.pruner import InitContext, Pruner, PrunerState, StepInfo
 from pruning_jax.tree import PyTree
 
 GROWTH = ("random", "gradient")
+DECAYS = ("cosine", "constant")
 
 
 class SparseBuffers(NamedTuple):
@@ -67,6 +68,7 @@ def dynamic_sparse(
   drop_fraction: float = 0.3,
   distribution: str = "erk",
   selection: sel_lib.SelectionLike = None,
+  decay: str = "cosine",
 ) -> Pruner:
   """Sparse training at a constant sparsity with periodic drop-and-grow.
 
@@ -80,13 +82,17 @@ def dynamic_sparse(
     distribution: ``"erk"`` or ``"uniform"`` per-layer densities (``"global"``: one random
       ranking).
     selection: the sparse leaves (default: conv and dense kernels).
+    decay: ``"cosine"`` (RigL: the drop fraction decays to 0 at ``end_step``) or
+      ``"constant"`` (SET's own rule: ``drop_fraction`` at every update, zeta = 0.3).
 
   Returns:
-    A :class:`pruning_jax.Pruner` with ``zero_removed=True`` and an ``updates`` counter.
+    A :class:`pruning_jax.Pruner` with ``zero_removed=True``, an ``updates`` counter and the
+    metric ``updates`` (drop-and-grow updates so far: RigL's dense gradients, for training
+    FLOPs).
 
   Raises:
-    ValueError: a sparsity outside [0, 1), an unknown growth or distribution, or a bad step
-      count.
+    ValueError: a sparsity outside [0, 1), an unknown growth, distribution or decay, a drop
+      fraction outside (0, 1], or a bad step count.
 
   Example:
     >>> import pruning_jax as pj
@@ -104,7 +110,11 @@ def dynamic_sparse(
   for name, v in (("every_steps", every_steps), ("end_step", end_step)):
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
       raise ValueError(f"{where}: {name} must be an int >= 1, got {v!r}.")
+  if decay not in DECAYS:
+    raise ValueError(f"{where}: decay={decay!r} is unknown; expected one of {DECAYS}.")
   drop = schedules.cosine_decay_fraction(drop_fraction, end_step)
+  if decay == "constant":
+    drop = lambda step: jnp.float32(drop_fraction)  # noqa: E731 (validated by the cosine's check)
 
   def init(key, params, context: InitContext | None = None):
     del context
@@ -154,7 +164,11 @@ def dynamic_sparse(
   def finalize(params, state):
     return masks_lib.apply_masks(params, state.buffers.masks), state.buffers.masks
 
-  return Pruner(init, apply, update, finalize, masks, zero_removed=True)
+  def metrics(params, state):
+    del params
+    return {"updates": state.buffers.updates.astype(jnp.float32)}
+
+  return Pruner(init, apply, update, finalize, masks, metrics=metrics, zero_removed=True)
 
 
 def rigl(
@@ -203,9 +217,16 @@ def set_training(
   drop_fraction: float = 0.3,
   distribution: str = "erk",
   selection: sel_lib.SelectionLike = None,
+  decay: str = "cosine",
 ) -> Pruner:
   """SET (Mocanu et al., Nature Communications 2018): grow inactive weights at random, with
   the step's key.
+
+  SET's own code drops a constant fraction zeta = 0.3 once per epoch until the last epoch
+  (``decay="constant"``, ``every_steps`` = an epoch) and removes the smallest positive and the
+  largest negative weights (each a fraction zeta of its sign); here the drop is by magnitude
+  per layer, as RigL's, and the default decay is RigL's cosine, so the two differ only in
+  growth.
 
   Args:
     sparsity: the constant removed fraction, in [0, 1).
@@ -214,6 +235,7 @@ def set_training(
     drop_fraction: the fraction dropped at step 0, cosine-decayed to 0 at ``end_step``.
     distribution: ``"erk"`` or ``"uniform"``.
     selection: the sparse leaves (default: conv and dense kernels).
+    decay: ``"cosine"`` (RigL's) or ``"constant"`` (SET's).
 
   Returns:
     A :class:`pruning_jax.Pruner` (see :func:`dynamic_sparse`).
@@ -231,7 +253,8 @@ def set_training(
     drop_fraction=drop_fraction,
     distribution=distribution,
     selection=selection,
+    decay=decay,
   )
 
 
-__all__ = ["SparseBuffers", "dynamic_sparse", "rigl", "set_training"]
+__all__ = ["DECAYS", "SparseBuffers", "dynamic_sparse", "rigl", "set_training"]
