@@ -21,6 +21,7 @@ SMALL = {
   "resnet18": {"stage_widths": (4, 8, 8, 8)},
   "resnet20": {"stage_widths": (4, 8, 8)},
   "resnet56": {"stage_widths": (4, 4, 4), "blocks_per_stage": (2, 2, 2)},
+  "wrn22_2": {"stem_width": 4, "stage_widths": (4, 8, 8), "blocks_per_stage": (2, 1, 1)},
   "lenet300100": {"widths": (16, 8)},
   "lenet5": {"conv_widths": (2, 4), "dense_widths": (8, 8)},
 }
@@ -60,6 +61,7 @@ def test_published_parameter_counts():
     ("conv6", (1, 32, 32, 3)),
     ("resnet20", (1, 32, 32, 3)),
     ("resnet56", (1, 32, 32, 3)),
+    ("wrn22_2", (1, 32, 32, 3)),
     ("lenet300100", (1, 28, 28, 1)),
   ]:
     v = jax.eval_shape(models.get_model(name).init, jax.random.key(0), jnp.zeros(shape))
@@ -70,6 +72,11 @@ def test_published_parameter_counts():
   assert round(counts["conv6"] / 1e6, 2) == 2.26
   assert counts["lenet300100"] == 784 * 300 + 300 * 100 + 100 * 10
   assert 0.26e6 < counts["resnet20"] < 0.28e6 and 0.84e6 < counts["resnet56"] < 0.86e6
+  # WRN-22-2 by hand: stem, 3 stages of 3 pre-activation blocks (3x3 convs, 1x1 projections), fc
+  stages = [(16, 32), (32, 64), (64, 128)]
+  wrn = 27 * 16 + 128 * 10
+  wrn += sum(9 * i * o + 9 * o * o + i * o + 2 * 2 * 9 * o * o for i, o in stages)
+  assert counts["wrn22_2"] == wrn == 1_076_912
 
 
 @pytest.mark.parametrize("hw", [2, 4, 8])

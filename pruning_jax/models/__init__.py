@@ -4,7 +4,7 @@ narrower copies from them). All take ``(x, train=False)`` with NHWC inputs."""
 from pruning_jax.models.conv import ConvNet, conv2, conv4, conv6
 from pruning_jax.models.layers import Conv3x3, torch_bias_init
 from pruning_jax.models.lenet import LeNet5, LeNet300100
-from pruning_jax.models.resnet import CifarResNet, resnet18, resnet20, resnet56
+from pruning_jax.models.resnet import CifarResNet, WideResNet, resnet18, resnet20, resnet56, wrn22_2
 from pruning_jax.models.vgg import VGG, vgg11, vgg16, vgg19
 
 MODELS = {
@@ -17,6 +17,7 @@ MODELS = {
   "resnet18": resnet18,
   "resnet20": resnet20,
   "resnet56": resnet56,
+  "wrn22_2": wrn22_2,
   "lenet300100": LeNet300100,
   "lenet5": LeNet5,
 }
@@ -47,6 +48,7 @@ def get_model(name: str, **kwargs):
 __all__ = [
   "MODELS",
   "VGG",
+  "WideResNet",
   "CifarResNet",
   "Conv3x3",
   "ConvNet",
@@ -63,4 +65,5 @@ __all__ = [
   "vgg11",
   "vgg16",
   "vgg19",
+  "wrn22_2",
 ]

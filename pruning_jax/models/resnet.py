@@ -1,7 +1,11 @@
 """CIFAR ResNets with BasicBlocks: ResNet20/56 (He et al. 2016, 3 stages of 16/32/64 with
 n = 3/9 blocks) and ResNet18 (4 stages of 64-512, 2 blocks each, 3x3 stem). Projection
 shortcuts (1x1 conv + BN) where shape changes. ``inner_widths`` sets each block's first conv
-width (the channels Pruning from Scratch prunes; residual widths stay fixed)."""
+width (the channels Pruning from Scratch prunes; residual widths stay fixed).
+
+Wide ResNets (Zagoruyko & Komodakis 2016): pre-activation blocks (BN-ReLU-conv twice), a 16-wide
+stem, stages of 16k/32k/64k with (depth - 4) / 6 blocks each, a 1x1 projection where the shape
+changes, a final BN-ReLU; WRN-22-2 is the RigL reproducibility study's CIFAR-10 network."""
 
 from __future__ import annotations
 
@@ -156,3 +160,73 @@ def resnet18(**kw) -> CifarResNet:
 
 
 __all__ = ["BasicBlock", "CifarResNet", "resnet18", "resnet20", "resnet56"]
+
+
+class WideBlock(nn.Module):
+  """A pre-activation block: BN-ReLU-conv3x3-BN-ReLU-conv3x3 plus the shortcut (the identity, or
+  a 1x1 conv of the pre-activated input where the shape changes).
+
+  Attributes:
+    out: output channels.
+    stride: stride of the first conv and the projection.
+  """
+
+  out: int
+  stride: int = 1
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    o = nn.relu(_bn(train)(x))
+    if self.stride == 1:
+      y = Conv3x3(self.out, use_bias=False)(o)
+    else:
+      y = nn.Conv(self.out, (3, 3), self.stride, padding=1, use_bias=False, kernel_init=he_normal_fan_in)(o)
+    y = Conv3x3(self.out, use_bias=False)(nn.relu(_bn(train)(y)))
+    if self.stride != 1 or x.shape[-1] != self.out:
+      x = nn.Conv(self.out, (1, 1), self.stride, use_bias=False, kernel_init=he_normal_fan_in)(o)
+    return x + y
+
+
+class WideResNet(nn.Module):
+  """A CIFAR Wide ResNet of pre-activation blocks.
+
+  Attributes:
+    stem_width: channels of the first 3x3 conv (16).
+    stage_widths: each stage's width (16k, 32k, 64k for widening factor k).
+    blocks_per_stage: blocks per stage ((depth - 4) / 6 each).
+    num_classes: classifier outputs.
+  """
+
+  stem_width: int = 16
+  stage_widths: Sequence[int] = (32, 64, 128)
+  blocks_per_stage: Sequence[int] = (3, 3, 3)
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    x = Conv3x3(self.stem_width, use_bias=False)(x)
+    for s, (width, n) in enumerate(zip(self.stage_widths, self.blocks_per_stage, strict=True)):
+      for i in range(n):
+        x = WideBlock(width, 2 if s > 0 and i == 0 else 1)(x, train)
+    x = nn.relu(_bn(train)(x)).mean(axis=(1, 2))
+    return nn.Dense(self.num_classes)(x)
+
+
+def wrn22_2(**kw) -> WideResNet:
+  """WRN-22-2: a 16-wide stem, 3 stages of 3 pre-activation blocks, widths 32/64/128.
+
+  Args:
+    **kw: any field of :class:`WideResNet` (``num_classes``, widths, ...).
+
+  Returns:
+    The :class:`WideResNet` module.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> model = wrn22_2()
+    >>> v = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+    >>> model.apply(v, jnp.zeros((1, 32, 32, 3))).shape
+    (1, 10)
+  """
+  return WideResNet(**{"stem_width": 16, "stage_widths": (32, 64, 128), "blocks_per_stage": (3, 3, 3), **kw})
+
