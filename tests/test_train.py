@@ -813,3 +813,48 @@ def test_every_init_lottery_method_runs_end_to_end_and_reports(npz, tmp_path):
       json.dump(s, f)
   text = report.write_report(str(results), il.REPORT)
   assert "Missing the mark" in text and "imp_rewind (every round" in text and "snip - snip_shuffled" in text
+
+
+def test_sparse_training_grids_validate_and_match_their_budgets():
+  from experiments.configs import sparse_training as st
+  from experiments.sweep import run_name
+
+  for name, n in (("cifar_cpu", 25), ("fmnist_mlp", 5), ("gpu", 13)):
+    configs = [st.get_config(a) for a in st.grid(name)]
+    assert len({run_name(c) for c in configs}) == len(configs) == n
+    for c in configs:
+      train.validate_config(c)
+  # SET's epsilon = 20 on 784-1000-1000-1000-10: 20 (n_in + n_out) kept per layer, the last dense
+  kept = 20 * (784 + 1000) + 2 * 20 * 2000 + 1000 * 10
+  total = 784 * 1000 + 2 * 1000 * 1000 + 1000 * 10
+  assert st.sparsity_of("mlp", "eps20") == pytest.approx(1 - kept / total)
+  set_mlp = st.get_config("method=set,sparsity=eps20,budget=fmnist_mlp").stages[0].pruner
+  assert (set_mlp.decay, set_mlp.every_epochs, set_mlp.end_epoch) == ("constant", 1, 39)
+  # small-dense: the dense count of the narrowed net is the nearest to the sparse net's non-zeros
+  widths = st.small_dense_widths("mlp", "fashion_mnist", 0.9)
+  h = widths["widths"][0]
+  count = lambda h: 784 * h + 2 * h * h + 10 * h + 3 * h + 10  # noqa: E731
+  target = total + 3010 - round(0.9 * total)
+  assert widths == {"widths": (h, h, h)} and abs(count(h) - target) <= min(abs(count(h + d) - target) for d in (-1, 1))
+  with pytest.raises(ValueError, match="method='l0' is not in budget 'fmnist_mlp'"):
+    st.get_config("method=l0,budget=fmnist_mlp")
+
+
+@pytest.mark.slow
+def test_every_sparse_training_method_runs_end_to_end_and_reports(npz, tmp_path):
+  from experiments import report
+  from experiments.configs import sparse_training as st
+
+  results = tmp_path / "results"
+  results.mkdir()
+  for arg in st.grid("smoke"):
+    c = st.get_config(arg)
+    c.npz, c.val_size, c.progress, c.train_subset = npz, 32, False, None
+    c.batch_size = c.eval_batch_size = 32
+    s = train.train_and_evaluate(c, str(tmp_path / f"{c.method}_{c.variant}"))
+    if c.method in ("rigl_erk", "rigl_uniform", "set", "static", "gmp", "l1_ft"):
+      assert s["sparsity"] == pytest.approx(0.8, abs=1e-4)
+    with open(results / f"{c.method}_{c.variant}.json", "w") as f:
+      json.dump(s, f)
+  text = report.write_report(str(results), st.REPORT)
+  assert "training FLOPs" in text and "rigl_erk" in text
