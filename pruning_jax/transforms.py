@@ -152,7 +152,13 @@ def reset_regrown(inner: optax.GradientTransformation) -> optax.GradientTransfor
           lambda s, g: jnp.where(g, jnp.zeros((), s.dtype), s) if is_array(s) and s.ndim else s, sub, grown
         )
 
-      state = jax.tree.map(reset, state, is_leaf=like_updates)
+      flags = [jnp.any(g) for g in jax.tree.leaves(grown) if is_array(g) or isinstance(g, bool)]
+      if flags:
+        # masks regrow on few steps (RigL: one in delta_T): skip the pass over the moments otherwise
+        any_grown = jnp.any(jnp.stack(flags))
+        state = jax.lax.cond(
+          any_grown, lambda s: jax.tree.map(reset, s, is_leaf=like_updates), lambda s: s, state
+        )
     return inner.update(updates, state, params, **extra)
 
   return optax.GradientTransformationExtraArgs(inner.init, update)
