@@ -858,3 +858,26 @@ def test_every_sparse_training_method_runs_end_to_end_and_reports(npz, tmp_path)
       json.dump(s, f)
   text = report.write_report(str(results), st.REPORT)
   assert "training FLOPs" in text and "rigl_erk" in text
+
+
+@pytest.mark.slow
+def test_l0_channel_gates_shrink_to_the_network_they_evaluate(npz, tmp_path):
+  """L0 channel gates trained one epoch, then a shrink stage that trains nothing: the shrunk
+  network predicts what the gated, masked one did, with fewer MACs."""
+
+  def config():
+    c = _prune_shrink_finetune(npz)
+    # log-odds start at the test gate's zero, log(-gamma / zeta) = log(1 / 11), and barely move:
+    # the init noise closes about half the channels
+    gates = {"name": "l0_gates", "weight": 1e-3, "structure": "channel", "droprate_init": 11 / 12}
+    c.stages = [stage("l0", 1, gates, SGD, {"name": "adam", "lr": 1e-6}), stage("shrink", 0, {"name": "dense"}, SGD)]
+    c.stages[1].shrink = True
+    return c
+
+  shrunk = train.train_and_evaluate(config(), str(tmp_path / "shrunk"))
+  c = config()
+  c.stages = c.stages[:1]
+  gated = train.train_and_evaluate(c, str(tmp_path / "gated"))
+  assert shrunk["test_accuracy"] == gated["test_accuracy"]
+  assert abs(shrunk["test_loss"] - gated["test_loss"]) < 1e-5
+  assert shrunk["flops_dense"] == gated["flops_effective"] < gated["flops_dense"]
