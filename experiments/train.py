@@ -484,7 +484,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if rule is not None:
         _check_metric(rule, jax.eval_shape(pruner.metrics, state.params, state.pruner_state), si)
         stage_metrics = jax.jit(pruner.metrics)
-      train_step = jax.jit(training.make_train_step(apply_fn, pruner, st.tx))
+      train_step = training.train_step_for(apply_fn, pruner, st.tx)
       # forward MACs per example of the masks the next step trains with (training-FLOPs accounting)
       weight_macs = pj.accounting.macs_per_weight(
         lambda p, x: apply_fn(p, state.model_state, x, train=False)[0], state.params, example
@@ -523,7 +523,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           batch = get_batch(
             ds.train_image, ds.train_label, order[i], jax.random.fold_in(data_key, 10**6 + step)
           )
-          state, metrics = train_step(state, batch)
+          state, metrics = train_step(state, batch, step)
           step += 1
           steps_this_run += 1
           bar.update(1)

@@ -143,6 +143,10 @@ class Pruner(NamedTuple):
     zero_removed: True: the optimizer step that removes a weight also sets it to exactly 0, so
       a weight regrown later starts from 0 (RigL, SET); False: a removed weight keeps its last
       value, unseen by the forward pass (a learned mask may bring it back as it was).
+    update_due: host-side ``step -> bool``: False where ``update`` returns its state unchanged
+      (RigL between its drop-and-grow steps), so a training loop may run a step compiled
+      without it (``make_train_step(..., update=False)``) and get identical results; None: it
+      may change the state at any step.
   """
 
   init: Callable[..., PrunerState]
@@ -155,6 +159,7 @@ class Pruner(NamedTuple):
   metrics: Callable[[PyTree, PrunerState], dict[str, jax.Array]] = _no_metrics
   constraint: optax.GradientTransformation | None = None
   zero_removed: bool = False
+  update_due: Callable[[int], bool] | None = None
 
 
 def no_update(params: PyTree, state: PrunerState, info: StepInfo) -> PrunerState:

@@ -313,6 +313,8 @@ def make_train_step(
   pruner: Pruner,
   tx: optax.GradientTransformation,
   task: Task | None = None,
+  *,
+  update: bool = True,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
   """``(state, batch) -> (state, metrics)``, pure (wrap it in ``jax.jit``).
 
@@ -327,6 +329,10 @@ def make_train_step(
     pruner: the method.
     tx: the optimizer over ``{"params", "learned"}`` (:func:`optimizer`).
     task: batch layout and loss (default :func:`classification`).
+    update: False builds the step without ``pruner.update``, for the steps where
+      ``pruner.update_due(step)`` is False (identical results there; e.g. RigL's update runs
+      under ``lax.cond``, whose branch reads every gradient and costs the ordinary steps of a
+      CPU ~10%; :func:`train_step_for` picks the program per step).
 
   Returns:
     The step function. Its metrics: the mean of every per-example entry of the task, the
@@ -368,8 +374,8 @@ def make_train_step(
 
     (loss, (means, model_state)), g_seen = jax.value_and_grad(objective, has_aux=True)(seen)
     g_params, g_vars = see_vjp(g_seen)
-    info = StepInfo(state.step, k_update, g_seen, loss, batch)
-    pstate = pruner.update(state.params, pstate, info)
+    if update:
+      pstate = pruner.update(state.params, pstate, StepInfo(state.step, k_update, g_seen, loss, batch))
     masks_after = pruner.masks(state.params, pstate)
     tree = {"params": state.params, "learned": pstate.learned}
     kept_vars = _kept_all(pstate.learned)
@@ -391,6 +397,53 @@ def make_train_step(
       **pruner.metrics(new["params"], pstate),
     }
     return TrainState(new["params"], pstate, opt_state, model_state, state.step + 1, state.key), metrics
+
+  return step
+
+
+def train_step_for(
+  apply_fn: ApplyFn,
+  pruner: Pruner,
+  tx: optax.GradientTransformation,
+  task: Task | None = None,
+) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
+  """A jitted train step that runs the program without ``pruner.update`` on the steps where
+  ``pruner.update_due`` says the update changes nothing (one host-side integer test per step),
+  and the full one elsewhere; with ``update_due=None``, just the full program.
+
+  Args:
+    apply_fn: ``(params, model_state, x, *, train) -> (outputs, model_state)``.
+    pruner: the method.
+    tx: the optimizer (:func:`optimizer`).
+    task: batch layout and loss.
+
+  Returns:
+    ``(state, batch, t=None) -> (state, metrics)``, giving exactly what
+    ``jax.jit(make_train_step(...))`` gives; ``t`` is ``state.step`` as a host int, if the loop
+    counts steps itself (else it is read from the state, which waits for the previous step).
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax
+    >>> import pruning_jax as pj
+    >>> def apply(p, s, x, *, train): return x @ p["w"], s
+    >>> pruner = pj.methods.rigl(0.5, end_step=10, every_steps=5, distribution="uniform")
+    >>> tx = optimizer(optax.sgd(0.1), pruner=pruner)
+    >>> state = init_train_state(jax.random.key(0), {"params": {"w": jnp.ones((4, 2))}}, pruner, tx)
+    >>> step = train_step_for(apply, pruner, tx)
+    >>> batch = {"image": jnp.ones((3, 4)), "label": jnp.zeros(3, jnp.int32)}
+    >>> for _ in range(5):
+    ...   state, m = step(state, batch)
+    >>> int(m["updates"])  # the fifth step (t = 4) ran the update
+    1
+  """
+  full = jax.jit(make_train_step(apply_fn, pruner, tx, task))
+  if pruner.update_due is None:
+    return lambda state, batch, t=None: full(state, batch)
+  skip = jax.jit(make_train_step(apply_fn, pruner, tx, task, update=False))
+
+  def step(state: TrainState, batch, t: int | None = None):
+    t = int(state.step) if t is None else t  # a host counter avoids waiting for the last step
+    return (full if pruner.update_due(t) else skip)(state, batch)
 
   return step
 
@@ -514,6 +567,7 @@ __all__ = [
   "classification",
   "data_parallel",
   "evaluated_sparsity",
+  "train_step_for",
   "init_context",
   "init_train_state",
   "linen_apply",

@@ -1,6 +1,7 @@
 """Dynamic sparse training: RigL's drop and grow against a NumPy reference, SET's growth a
 function of the key alone, grown weights and moments at zero, the sparsity constant."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -123,3 +124,32 @@ def test_bad_arguments_are_named():
   state = pruner.init(jax.random.key(0), _params())
   with pytest.raises(ValueError, match="RigL grows by the dense gradient; StepInfo.grads is None"):
     pruner.update(_params(), state, pj.StepInfo(jnp.int32(0)))
+
+
+def test_the_loop_that_skips_the_update_where_it_is_not_due_gives_the_same_training():
+  params = _params()
+
+  def apply_fn(p, s, x, *, train):
+    return jax.nn.relu(x @ p["a"]["kernel"]) @ p["b"]["kernel"], s
+
+  for pruner, want in (
+    (pj.methods.rigl(0.9, end_step=9, every_steps=3, distribution="uniform"), [2, 5, 8]),
+    (pj.methods.set_training(0.8, end_step=9, every_steps=2, decay="constant"), [1, 3, 5, 7]),
+  ):
+    due = [t for t in range(12) if pruner.update_due(t)]
+    assert due == want
+    tx = training.optimizer(optax.sgd(0.1, momentum=0.9), pruner=pruner)
+    state = training.init_train_state(jax.random.key(1), {"params": params}, pruner, tx)
+    full = jax.jit(training.make_train_step(apply_fn, pruner, tx))
+    picked = training.train_step_for(apply_fn, pruner, tx)
+    a = b = state
+    for t in range(12):
+      x = jax.random.normal(jax.random.key(100 + t), (16, 30))
+      batch = {"image": x, "label": jnp.arange(16) % 20}
+      if not pruner.update_due(t):  # where not due, the update is the identity
+        info = pj.StepInfo(jnp.int32(t), jax.random.key(t), jax.tree.map(jnp.ones_like, params))
+        chex.assert_trees_all_equal(pruner.update(a.params, a.pruner_state, info), a.pruner_state)
+      a, ma = full(a, batch)
+      b, mb = picked(b, batch, t)
+    chex.assert_trees_all_equal(a, b)
+    assert float(mb["updates"]) == len(due) > 0

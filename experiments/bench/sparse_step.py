@@ -1,9 +1,11 @@
 """Amortized train-step time of dynamic sparse training (RigL, SET at delta_T = 100) and of
 hard-concrete L0 gates, as ratios to the dense step measured side by side in one process.
 
-A drop-and-grow update runs inside the jitted step under ``lax.cond``, on one step in delta_T.
-Each round times ``--steps`` ordinary steps and ``--steps`` update steps (the same state with its
-step counter at an update point, so only the update branch differs) of every variant in turn;
+Each variant trains by the runner's step (``training.train_step_for``: the program without the
+pruner's update where ``update_due`` says it changes nothing, the one with it, whose drop-and-grow
+runs under ``lax.cond``, on one step in delta_T). Each round times ``--steps`` ordinary steps and
+``--steps`` update steps (the same state with its step counter at an update point) of every
+variant in turn;
 the amortized step is ``((delta_T - 1) t_ordinary + t_update) / delta_T`` and the median over
 rounds is reported. Issue targets: <= 1.02x dense for RigL and SET, <= 1.08x for L0.
 
@@ -47,9 +49,10 @@ def variants(total_steps: int):
 
 
 def _time(step, state, batch, n: int) -> float:
+  at = int(state.step)
   t = time.perf_counter()
   for _ in range(n):
-    out, metrics = step(state, batch)  # the same state each time: the same branch each time
+    out, metrics = step(state, batch, at)  # the same state each time: the same program each time
   jax.block_until_ready(metrics)
   return (time.perf_counter() - t) / n
 
@@ -66,11 +69,12 @@ def measure(model_name: str, rounds: int, n: int) -> dict:
   for name, (pruner, wtx, vtx) in variants(10 * DELTA_T).items():
     tx = training.optimizer(wtx, vtx, pruner=pruner)
     state = training.init_train_state(jax.random.key(3), init_vars, pruner, tx, context)
-    step = jax.jit(training.make_train_step(apply_fn, pruner, tx))
+    # the runner's step: without the update where update_due says it changes nothing
+    step = training.train_step_for(apply_fn, pruner, tx)
     ordinary = state._replace(step=jnp.int32(DELTA_T // 2))  # (t + 1) % delta_T != 0
     update = state._replace(step=jnp.int32(DELTA_T - 1))  # an update step
     for s in (ordinary, update):
-      jax.block_until_ready(step(s, batch))  # compile (one program: cond holds both branches)
+      jax.block_until_ready(step(s, batch, int(s.step)))  # compile both programs
     runs[name] = (step, ordinary, update, [], [])
   for _ in range(rounds):
     for step, ordinary, update, t_ord, t_up in runs.values():

@@ -168,7 +168,10 @@ def dynamic_sparse(
     del params
     return {"updates": state.buffers.updates.astype(jnp.float32)}
 
-  return Pruner(init, apply, update, finalize, masks, metrics=metrics, zero_removed=True)
+  def update_due(t: int) -> bool:
+    return (t + 1) % every_steps == 0 and t < end_step
+
+  return Pruner(init, apply, update, finalize, masks, metrics=metrics, zero_removed=True, update_due=update_due)
 
 
 def rigl(
