@@ -156,7 +156,12 @@ def score_pruning(
   def finalize(params, state):
     return masks_lib.apply_masks(params, state.buffers.masks), state.buffers.masks
 
-  return Pruner(init, apply, update if callable(sparsity) else no_update, finalize, masks)
+  def update_due(t: int) -> bool:  # the masks are recomputed only where the schedule moves
+    return float(schedule(t + 1)) != float(schedule(t))
+
+  if not callable(sparsity):
+    return Pruner(init, apply, no_update, finalize, masks)
+  return Pruner(init, apply, update, finalize, masks, update_due=update_due)
 
 
 def magnitude_pruning(
