@@ -78,6 +78,7 @@ _TOP_KEYS = {
   "init_from": (str, type(None)),
   "init_batches": int,
   "evaluate_stages": bool,
+  "log_macs": bool,
 }
 _STAGE_KEYS = {
   "name": str,
@@ -485,13 +486,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         _check_metric(rule, jax.eval_shape(pruner.metrics, state.params, state.pruner_state), si)
         stage_metrics = jax.jit(pruner.metrics)
       train_step = training.train_step_for(apply_fn, pruner, st.tx)
-      # forward MACs per example of the masks the next step trains with (training-FLOPs accounting)
-      weight_macs = pj.accounting.macs_per_weight(
-        lambda p, x: apply_fn(p, state.model_state, x, train=False)[0], state.params, example
-      )
-      masks_macs = jax.jit(
-        lambda s: pj.accounting.effective_macs(pruner.masks(s.params, s.pruner_state), weight_macs)
-      )
+      masks_macs = None
+      if config.get("log_macs", True):  # forward MACs per example of the masks the next step trains with
+        weight_macs = pj.accounting.macs_per_weight(
+          lambda p, x: apply_fn(p, state.model_state, x, train=False)[0], state.params, example
+        )
+        masks_macs = jax.jit(
+          lambda s, wm=weight_macs, pr=pruner: pj.accounting.effective_macs(pr.masks(s.params, s.pruner_state), wm)
+        )
       finalized = config.eval_finalized
       eval_step = (
         evaluators.extracted_step(apply_fn, pruner)
@@ -533,7 +535,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           interrupted = config.max_steps_this_run is not None and steps_this_run >= config.max_steps_this_run
           if boundary or ckpt_due or interrupted:
             m = {k: float(v) for k, v in metrics.items()}
-            m["macs"] = float(masks_macs(state))
+            if masks_macs is not None:
+              m["macs"] = float(masks_macs(state))
             if not math.isfinite(m["loss"]):
               raise FloatingPointError(
                 f"loss is {m['loss']} at stage {si} ({stage.name}) step {step}. The run stopped; the "

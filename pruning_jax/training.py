@@ -439,7 +439,7 @@ def train_step_for(
   full = jax.jit(make_train_step(apply_fn, pruner, tx, task))
   if pruner.update_due is None:
     return lambda state, batch, t=None: full(state, batch)
-  skip = jax.jit(make_train_step(apply_fn, pruner, tx, task, update=False))
+  skip = jax.jit(make_train_step(apply_fn, pruner, tx, task, update=False))  # compiled on first use
 
   def step(state: TrainState, batch, t: int | None = None):
     t = int(state.step) if t is None else t  # a host counter avoids waiting for the last step

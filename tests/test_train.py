@@ -37,6 +37,7 @@ def tiny_config(npz, **overrides):
   c.batch_size = 32
   c.eval_batch_size = 32
   c.progress = False
+  c.log_macs = False  # one test below turns it on
   c.checkpoint_every_steps = 2
   c.log_every_steps = 1
   c.stages = [
@@ -63,7 +64,7 @@ def tiny_config(npz, **overrides):
 
 
 def test_two_stage_run_writes_summary_and_metrics(npz, tmp_path):
-  s = train.train_and_evaluate(tiny_config(npz), str(tmp_path))
+  s = train.train_and_evaluate(tiny_config(npz, log_macs=True), str(tmp_path))
   on_disk = json.loads((tmp_path / "summary.json").read_text())
   for key in (
     "study",

@@ -49,6 +49,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.init_from = None  # a finished run's workdir: start from its reported (extracted) model
   c.init_batches = 1  # training batches a data-dependent pruner (SNIP, GraSP) scores at init
   c.evaluate_stages = False  # also test each earlier stage's hand-off (lottery rounds): stage_results
+  # log the forward MACs of the masks each step trains with (training-FLOPs accounting: the
+  # summary's training_macs_per_example); costs one traced forward pass per stage
+  c.log_macs = True
   return c
 
 

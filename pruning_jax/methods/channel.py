@@ -384,4 +384,4 @@ def soft_filter_pruning(
   return Pruner(init, apply, update, finalize, masks, zero_removed=True)
 
 
-__all__ = ["ChannelBuffers", "channel_pruning", "soft_filter_pruning"]
+__all__ = ["ChannelBuffers", "channel_pruning", "gated_groups", "scale_gated", "soft_filter_pruning"]

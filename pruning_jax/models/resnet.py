@@ -159,7 +159,6 @@ def resnet18(**kw) -> CifarResNet:
   return CifarResNet(**{"stage_widths": (64, 128, 256, 512), "blocks_per_stage": (2, 2, 2, 2), **kw})
 
 
-__all__ = ["BasicBlock", "CifarResNet", "resnet18", "resnet20", "resnet56"]
 
 
 class WideBlock(nn.Module):
@@ -230,3 +229,5 @@ def wrn22_2(**kw) -> WideResNet:
   """
   return WideResNet(**{"stem_width": 16, "stage_widths": (32, 64, 128), "blocks_per_stage": (3, 3, 3), **kw})
 
+
+__all__ = ["BasicBlock", "CifarResNet", "WideBlock", "WideResNet", "resnet18", "resnet20", "resnet56", "wrn22_2"]
