@@ -31,8 +31,8 @@ bench: $(STAMP)
 	$(PY) -m experiments.bench.structured_latency --width-probe \
 	  --json experiments/results/bench_structured/width_probe/summary.json
 	$(PY) -m experiments.bench.mask_cost --json experiments/results/init_lottery/mask_cost.json
-	mkdir -p experiments/results/sparse_training
-	$(PY) -m experiments.bench.sparse_step --json experiments/results/sparse_training/step_time.json
+	mkdir -p experiments/results/bench_sparse_step
+	$(PY) -m experiments.bench.sparse_step --json experiments/results/bench_sparse_step/summary.json
 
 run: $(STAMP)
 	$(PY) -m experiments.sweep --config experiments/configs/quickstart.py --grid main \

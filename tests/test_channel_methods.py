@@ -24,7 +24,7 @@ def _setup(model, shape):
 SLOW_CRITERIA = [pytest.param(c, marks=pytest.mark.slow) for c in ("bn_scale", "fpgm", "random")]
 
 
-@pytest.mark.parametrize("criterion", ["l1", "taylor", *SLOW_CRITERIA])
+@pytest.mark.parametrize("criterion", [pytest.param("l1", marks=pytest.mark.slow), "taylor", *SLOW_CRITERIA])
 def test_one_shot_removes_whole_channels_and_the_shrunk_network_agrees(criterion):
   m = models.vgg11(widths=(8, 8, 12, 12, 16, 16, 16, 16))
   v, apply_fn, ctx, batch = _setup(m, (4, 32, 32, 3))

@@ -41,7 +41,7 @@ def _random_gates(state, key):
   return state._replace(learned={"gates": new})
 
 
-@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("train", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_the_gate_multiplies_each_batchnorm_output_before_the_relu(train):
   m, v, apply_fn, ctx, batch = _setup()
   pruner = pj.methods.pruning_from_scratch(0.5, reference_macs=_reference_macs())

@@ -153,18 +153,3 @@ def test_the_loop_that_skips_the_update_where_it_is_not_due_gives_the_same_train
     chex.assert_trees_all_equal(a, b)
     assert float(mb["updates"]) == len(due) > 0
 
-
-def test_a_scheduled_magnitude_pruner_is_due_exactly_where_its_schedule_moves():
-  params = _params()
-  schedule = pj.schedules.polynomial(0.8, begin_step=2, end_step=12, frequency=4)
-  pruner = pj.methods.magnitude_pruning(schedule, final_sparsity=0.8)
-  due = [t for t in range(16) if pruner.update_due(t)]
-  assert due == [5, 9, 13]  # 0 from the begin step 2; it moves at steps 6, 10 and 14 (update t gives t + 1)
-  state = pruner.init(jax.random.key(0), params)
-  for t in range(16):
-    new = jax.jit(pruner.update)(params, state, pj.StepInfo(jnp.int32(t)))
-    if t not in due:
-      chex.assert_trees_all_equal(new, state)
-    else:
-      assert not pj.masks_equal(new.buffers.masks, state.buffers.masks)
-    state = new

@@ -263,7 +263,7 @@ def _mnist():
   [
     ("aslp", pj.methods.aslp, 50.0, False, 0.85),
     pytest.param("supermask", pj.methods.supermask, 50.0, False, 0.85, marks=pytest.mark.slow),
-    ("edge_popup", lambda: pj.methods.edge_popup(0.5), 0.1, True, 0.9),
+    pytest.param("edge_popup", lambda: pj.methods.edge_popup(0.5), 0.1, True, 0.9, marks=pytest.mark.slow),
   ],
 )
 def test_subnetwork_of_a_random_mlp_learns_mnist(name, make, lr, finalized, floor):

@@ -589,6 +589,7 @@ def test_pruning_from_scratch_selects_by_the_checkpoint_rule_and_trains_a_fresh_
   )
 
 
+@pytest.mark.slow  # the rule's normal path is in the fast test above
 def test_a_rule_no_epoch_meets_selects_the_last_epoch_and_says_so(npz, tmp_path, capsys):
   c, _, _ = _pfs(npz, {"metric": "gate_mean", "at_most": -1.0})
   c.stages[0].epochs = 2

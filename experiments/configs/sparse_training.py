@@ -304,7 +304,8 @@ PUBLISHED_CONTEXT = (
   "(ResNet-50, ImageNet, 1x training): ERK 80% 75.12, uniform 80% 74.60 (dense 76.8). L0-ARM reports "
   "that hard-concrete gates fail to sparsify WideResNets on CIFAR."
 )
-STEP_TIME_COMMAND = "python -m experiments.bench.sparse_step --json experiments/results/sparse_training/step_time.json"
+STEP_TIME_JSON = "experiments/results/bench_sparse_step/summary.json"
+STEP_TIME_COMMAND = f"python -m experiments.bench.sparse_step --json {STEP_TIME_JSON}"
 
 
 def _stages(s) -> list[dict]:
@@ -498,7 +499,8 @@ def density_lines(study) -> list[str]:
 
 
 def step_time(folder: str) -> list[str]:
-  path = os.path.join(folder, "step_time.json")
+  # the benchmark's folder beside the study's: experiments/results/bench_sparse_step/
+  path = os.path.join(os.path.dirname(os.path.abspath(folder)), "bench_sparse_step", "summary.json")
   if not os.path.exists(path):
     return [f"(not measured yet: `{STEP_TIME_COMMAND}`)"]
   with open(path) as f:

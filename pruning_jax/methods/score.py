@@ -156,12 +156,10 @@ def score_pruning(
   def finalize(params, state):
     return masks_lib.apply_masks(params, state.buffers.masks), state.buffers.masks
 
-  def update_due(t: int) -> bool:  # the masks are recomputed only where the schedule moves
-    return float(schedule(t + 1)) != float(schedule(t))
-
-  if not callable(sparsity):
-    return Pruner(init, apply, no_update, finalize, masks)
-  return Pruner(init, apply, update, finalize, masks, update_due=update_due)
+  # update_due stays None: the recomputation's cond reads the params alone (and the gradient only
+  # for a gradient score), which costs the steps that skip it nothing measurable, while a second
+  # program would cost every run a compilation
+  return Pruner(init, apply, update if callable(sparsity) else no_update, finalize, masks)
 
 
 def magnitude_pruning(
