@@ -128,7 +128,7 @@ def test_a_conv_computed_as_patches_times_a_matrix_counts_the_conv_macs():
   assert [layer.path for layer in b.layers] == ["params/kernel"]  # the one-hot patch gather is not a layer
 
 
-@pytest.mark.parametrize("name", ["lenet5", "resnet20", "grouped"])
+@pytest.mark.parametrize("name", ["lenet5", pytest.param("resnet20", marks=pytest.mark.slow), "grouped"])
 def test_effective_macs_from_per_weight_costs_equals_count_flops_under_jit(name):
   from pruning_jax import models
 

@@ -132,6 +132,7 @@ def test_soft_filter_pruning_zeroes_filters_that_then_train_again():
   assert all(np.array_equal(keep[i], want[i]) for i in want)
 
 
+@pytest.mark.slow  # make test time; the eager/jit MACs target test stays fast
 def test_soft_filter_pruning_finds_the_per_layer_rate_of_a_macs_target():
   m = models.resnet20(blocks_per_stage=(1, 1, 1))
   v, apply_fn, ctx, batch = _setup(m, (2, 32, 32, 3))

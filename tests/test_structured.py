@@ -141,6 +141,7 @@ def test_the_macs_target_is_met_by_the_shrunk_network(reduction):
   assert again.keys() == t.keep.keys() and all(np.array_equal(again[i], t.keep[i]) for i in again)
 
 
+@pytest.mark.slow  # make test time (an error path)
 def test_the_macs_target_says_when_it_cannot_be_met():
   m, v, x, groups = _vgg()
   fn = lambda v, x: m.apply(v, x)  # noqa: E731

@@ -115,6 +115,7 @@ def test_a_reshape_that_splits_channels_keeps_them_whole():
   assert {(m.path, m.axis) for g in groups for m in g.members} == {("a", 0), ("a", 1), ("b", 0), ("b", 1)}
 
 
+@pytest.mark.slow  # make test time (the stretch goal; the MLP block test stays fast)
 def test_attention_heads_form_one_group_and_their_depth_stays_whole():
   import flax.linen as nn
 

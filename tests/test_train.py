@@ -322,6 +322,7 @@ def test_missing_rescale_optimizer_names_the_label(npz, tmp_path):
     train.train_and_evaluate(c, str(tmp_path))
 
 
+@pytest.mark.slow  # make test time; the evaluated sparsity is also checked by the smoke e2e tests
 def test_validation_records_the_sparsity_of_the_network_they_evaluate(npz, tmp_path):
   # reparam removes nothing while training; the validation accuracy is of the hard-pruned network
   c = tiny_config(npz)
@@ -713,6 +714,7 @@ def test_every_structured_method_runs_end_to_end_and_reports(npz, tmp_path):
   assert "l1_ft" in text and "Claims, seed-paired" in text
 
 
+@pytest.mark.slow  # make test time; the PFS e2e test builds from the same config
 def test_pfs_config_grid_validates_every_run_and_spends_scratch_b_epochs():
   from experiments.configs import pfs
   from experiments.sweep import run_name
