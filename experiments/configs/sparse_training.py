@@ -545,6 +545,7 @@ def sections(runs, folder) -> list[str]:
     "## Per-layer densities at the highest sparsity",
     "",
     *density_lines(study),
+    "",
     "## L0: sparsity reached against lambda",
     "",
     *l0_table(study),
