@@ -489,10 +489,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       masks_macs = None
       if config.get("log_macs", True):  # forward MACs per example of the masks the next step trains with
         weight_macs = pj.accounting.macs_per_weight(
-          lambda p, x: apply_fn(p, state.model_state, x, train=False)[0], state.params, example
+          lambda p, x, fn=apply_fn, ms=state.model_state: fn(p, ms, x, train=False)[0], state.params, example
         )
         masks_macs = jax.jit(
-          lambda s, wm=weight_macs, pr=pruner: pj.accounting.effective_macs(pr.masks(s.params, s.pruner_state), wm)
+          lambda s, wm=weight_macs, pr=pruner: pj.accounting.effective_macs(
+            pr.masks(s.params, s.pruner_state), wm
+          )
         )
       finalized = config.eval_finalized
       eval_step = (

@@ -326,7 +326,9 @@ def macs_per_weight(apply_fn: Callable[..., Any], params: PyTree, *inputs: Any) 
     >>> wm.per_weight, wm.dense, wm.sizes
     ({'b': 0.0, 'w': 4.0}, 24, {'b': 3, 'w': 6})
   """
-  dense_params = jax.tree.map(lambda a: jnp.ones(jnp.shape(a), jnp.result_type(a)) if is_array(a) else a, params)
+  dense_params = jax.tree.map(
+    lambda a: jnp.ones(jnp.shape(a), jnp.result_type(a)) if is_array(a) else a, params
+  )
   report = count_flops(apply_fn, dense_params, *inputs)
   per_path: dict[str, int] = {}
   fixed = 0
@@ -362,7 +364,9 @@ def effective_macs(masks: PyTree, weight_macs: WeightMacs) -> jax.Array:
   """
   total = jnp.float32(weight_macs.fixed)
   wm = weight_macs
-  for f, n, m in zip(jax.tree.leaves(wm.per_weight), jax.tree.leaves(wm.sizes), jax.tree.leaves(masks), strict=True):
+  for f, n, m in zip(
+    jax.tree.leaves(wm.per_weight), jax.tree.leaves(wm.sizes), jax.tree.leaves(masks), strict=True
+  ):
     if f:
       kept = jnp.sum(m, dtype=jnp.float32) if jnp.ndim(m) else n * jnp.asarray(m, jnp.float32)
       total = total + f * kept

@@ -55,12 +55,16 @@ def test_the_penalty_gradient_is_lambda_times_the_derivative_of_the_expected_l0(
   for path in ("l1", "l2"):
     a = np.asarray(state.learned["log_alpha"][path]["kernel"], np.float64)
     s = _p_nonzero(a)
-    np.testing.assert_allclose(u["learned"]["log_alpha"][path]["kernel"], lam * s * (1 - s), rtol=1e-4, atol=lam * 1e-7)
+    np.testing.assert_allclose(
+      u["learned"]["log_alpha"][path]["kernel"], lam * s * (1 - s), rtol=1e-4, atol=lam * 1e-7
+    )
     assert float(u["learned"]["log_alpha"][path]["bias"]) == 0.0  # the unselected placeholder
   chex.assert_trees_all_equal(u["params"], jax.tree.map(jnp.zeros_like, params))  # weights: no term
   # and the metric is the mean of the same probabilities
   every = np.concatenate([np.asarray(state.learned["log_alpha"][p]["kernel"]).ravel() for p in ("l1", "l2")])
-  np.testing.assert_allclose(pruner.metrics(params, state)["l0_expected"], _p_nonzero(every).mean(), rtol=1e-5)
+  np.testing.assert_allclose(
+    pruner.metrics(params, state)["l0_expected"], _p_nonzero(every).mean(), rtol=1e-5
+  )
 
 
 def test_a_sampled_gate_is_nonzero_with_the_probability_the_penalty_counts():
@@ -91,7 +95,9 @@ def test_evaluation_and_finalize_use_the_deterministic_gate_and_masks_count_exac
     # the gate is 0 exactly where log_alpha <= log(-gamma / zeta) (up to float rounding at it)
     np.testing.assert_array_equal(masks[path]["kernel"], _test_gate(a) > 0)
     chex.assert_trees_all_equal(fin[path]["bias"], params[path]["bias"])
-  n_kept = sum(int((_test_gate(np.asarray(state.learned["log_alpha"][p]["kernel"])) > 0).sum()) for p in ("l1", "l2"))
+  n_kept = sum(
+    int((_test_gate(np.asarray(state.learned["log_alpha"][p]["kernel"])) > 0).sum()) for p in ("l1", "l2")
+  )
   assert int(pj.count_params(fin, masks).nonzero) == n_kept  # the biases are zeros here, and ungated
   assert float(pruner.metrics(params, state)["gate_density"]) == pytest.approx(n_kept / 45)
 

@@ -90,7 +90,9 @@ def test_grown_weights_start_at_zero_dropped_ones_end_there_and_the_sparsity_nev
 
 def test_set_with_a_constant_rate_drops_zeta_of_each_layer_at_every_update_and_counts_them():
   params = _params()
-  pruner = pj.methods.set_training(0.8, end_step=100, every_steps=10, decay="constant", distribution="uniform")
+  pruner = pj.methods.set_training(
+    0.8, end_step=100, every_steps=10, decay="constant", distribution="uniform"
+  )
   state = pruner.init(jax.random.key(1), params)
   up = jax.jit(pruner.update)
   for t in range(100):
@@ -152,4 +154,3 @@ def test_the_loop_that_skips_the_update_where_it_is_not_due_gives_the_same_train
       b, mb = picked(b, batch, t)
     chex.assert_trees_all_equal(a, b)
     assert float(mb["updates"]) == len(due) > 0
-

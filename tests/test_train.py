@@ -839,7 +839,9 @@ def test_sparse_training_grids_validate_and_match_their_budgets():
   h = widths["widths"][0]
   count = lambda h: 784 * h + 2 * h * h + 10 * h + 3 * h + 10  # noqa: E731
   target = total + 3010 - round(0.9 * total)
-  assert widths == {"widths": (h, h, h)} and abs(count(h) - target) <= min(abs(count(h + d) - target) for d in (-1, 1))
+  assert widths == {"widths": (h, h, h)} and abs(count(h) - target) <= min(
+    abs(count(h + d) - target) for d in (-1, 1)
+  )
   with pytest.raises(ValueError, match="method='l0' is not in budget 'fmnist_mlp'"):
     st.get_config("method=l0,budget=fmnist_mlp")
 
@@ -874,7 +876,10 @@ def test_l0_channel_gates_shrink_to_the_network_they_evaluate(npz, tmp_path):
     # log-odds start at the test gate's zero, log(-gamma / zeta) = log(1 / 11), and barely move:
     # the init noise closes about half the channels
     gates = {"name": "l0_gates", "weight": 1e-3, "structure": "channel", "droprate_init": 11 / 12}
-    c.stages = [stage("l0", 1, gates, SGD, {"name": "adam", "lr": 1e-6}), stage("shrink", 0, {"name": "dense"}, SGD)]
+    c.stages = [
+      stage("l0", 1, gates, SGD, {"name": "adam", "lr": 1e-6}),
+      stage("shrink", 0, {"name": "dense"}, SGD),
+    ]
     c.stages[1].shrink = True
     return c
 

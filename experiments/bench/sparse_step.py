@@ -64,7 +64,9 @@ def measure(model_name: str, rounds: int, n: int) -> dict:
   x = jax.random.normal(jax.random.key(0), (128, *shape))
   batch = {"image": x, "label": jax.random.randint(jax.random.key(1), (128,), 0, 10)}
   init_vars = model.init(jax.random.key(2), x[:1])
-  context = training.init_context(apply_fn, {k: v for k, v in init_vars.items() if k != "params"}, batches=[batch])
+  context = training.init_context(
+    apply_fn, {k: v for k, v in init_vars.items() if k != "params"}, batches=[batch]
+  )
   runs = {}
   for name, (pruner, wtx, vtx) in variants(10 * DELTA_T).items():
     tx = training.optimizer(wtx, vtx, pruner=pruner)

@@ -132,9 +132,7 @@ def parse(arg: str) -> dict[str, str]:
 
 
 def _model(name: str, **over):
-  import jax  # noqa: F401 (the config stays importable without building a model)
-
-  from pruning_jax import models
+  from pruning_jax import models  # imported here: the config loads without building a model
 
   base, kw, _ = MODELS[name]
   return models.get_model(base, **{**kw, **over})
@@ -150,7 +148,7 @@ def _counts(model, dataset: str) -> tuple[int, int]:
   return sum(x.size for x in leaves), sum(x.size for x in leaves if len(x.shape) > 1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _dense_count(model: str, dataset: str, widths: tuple) -> int:
   return _counts(_model(model, **dict(widths)), dataset)[0]
 
@@ -214,7 +212,9 @@ def get_config(arg: str = ""):
   b = BUDGETS[o["budget"]]
   m, model = o["method"], o["model"]
   if m not in b["methods"]:
-    raise ValueError(f"sparse_training config: method={m!r} is not in budget {o['budget']!r}'s {b['methods']}.")
+    raise ValueError(
+      f"sparse_training config: method={m!r} is not in budget {o['budget']!r}'s {b['methods']}."
+    )
   c = base_config()
   c.study = "sparse_training"
   c.method = m
@@ -283,8 +283,9 @@ def grid(name: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# The report:
-#   python -m experiments.report experiments/results/sparse_training --config experiments/configs/sparse_training.py
+# The report (one line):
+#   python -m experiments.report experiments/results/sparse_training \
+#     --config experiments/configs/sparse_training.py
 #
 # Accuracy against sparsity and against training FLOPs (RigL's comparison), seed-paired claims,
 # per-layer densities, L0's sparsity against lambda, and the step-time benchmark.
@@ -410,7 +411,9 @@ def claims(study) -> list[str]:
 
 
 def l0_table(study) -> list[str]:
-  runs = sorted((s for s in study if s["method"] == "l0"), key=lambda s: (s["model"], s["variant"], s["seed"]))
+  runs = sorted(
+    (s for s in study if s["method"] == "l0"), key=lambda s: (s["model"], s["variant"], s["seed"])
+  )
   if not runs:
     return ["(no L0 run yet)"]
   lines = [
@@ -422,7 +425,9 @@ def l0_table(study) -> list[str]:
   ]
   for s in runs:
     lam = s["config"]["stages"][-1]["pruner"]["weight"]
-    lines.append(f"| {s['model']} | {lam:g} | {s['seed']} | {s['sparsity']:.4f} | {100 * s['test_accuracy']:.2f} |")
+    lines.append(
+      f"| {s['model']} | {lam:g} | {s['seed']} | {s['sparsity']:.4f} | {100 * s['test_accuracy']:.2f} |"
+    )
   return lines
 
 
@@ -435,9 +440,10 @@ def convergence(study) -> list[str]:
     if len(curve) < 5:
       continue
     k = max(2, len(curve) // 5)
+    moved = 100 * (curve[-1] - curve[-k - 1])
     out.append(
-      f"- {s['model']} {s['method']} {s['variant']} seed {s['seed']}: best val {100 * max(curve):.2f} at epoch "
-      f"{s.get('best_val_epoch')}, the last {k} epochs moved {100 * (curve[-1] - curve[-k - 1]):+.2f} points"
+      f"- {s['model']} {s['method']} {s['variant']} seed {s['seed']}: best val {100 * max(curve):.2f} "
+      f"at epoch {s.get('best_val_epoch')}, the last {k} epochs moved {moved:+.2f} points"
     )
   return out
 
@@ -455,7 +461,7 @@ def flops_plot(study, path: str) -> bool:
       continue
     for m, by_t in sorted(pts[key].items()):
       xs, ys = [], []
-      for t, runs in sorted(by_t.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
+      for _, runs in sorted(by_t.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
         fl = [training_flops(s) for s in runs]
         if all(fl):
           xs.append(np.mean(fl) / np.mean(dense))
@@ -479,7 +485,9 @@ def density_lines(study) -> list[str]:
   """Each layer's kept fraction (mean over seeds) at the highest sparsity, per method."""
   lines = []
   for key, methods in sorted(_points(study).items()):
-    targets = sorted({t for m, pts in methods.items() if m not in ("small_dense",) for t in pts if t is not None})
+    targets = sorted(
+      {t for m, pts in methods.items() if m not in ("small_dense",) for t in pts if t is not None}
+    )
     if not targets:
       continue
     top = targets[-1]
@@ -490,8 +498,15 @@ def density_lines(study) -> list[str]:
     }
     if not rows:
       continue
-    layers = [d["path"].replace("/kernel", "") for d in next(iter(methods[next(iter(rows))][top]))["layer_density"]]
-    lines += [f"{key[0]} at {top:g}:", "", "| layer | " + " | ".join(rows) + " |", "| --- |" + " --- |" * len(rows)]
+    layers = [
+      d["path"].replace("/kernel", "") for d in next(iter(methods[next(iter(rows))][top]))["layer_density"]
+    ]
+    lines += [
+      f"{key[0]} at {top:g}:",
+      "",
+      "| layer | " + " | ".join(rows) + " |",
+      "| --- |" + " --- |" * len(rows),
+    ]
     for i, name in enumerate(layers):
       lines.append(f"| {name} | " + " | ".join(f"{rows[m][i]:.3f}" for m in rows) + " |")
     lines.append("")

@@ -137,7 +137,9 @@ def l0_gates(
   loc = math.log(1.0 - droprate_init) - math.log(droprate_init)
 
   def l0(tree):  # the optimizer's {"params", "learned"} tree
-    return weight * sum(jnp.sum(hard_concrete_l0(a, beta, gamma, zeta)) for a in _gate_leaves(tree["learned"]))
+    return weight * sum(
+      jnp.sum(hard_concrete_l0(a, beta, gamma, zeta)) for a in _gate_leaves(tree["learned"])
+    )
 
   penalty = transforms.add_penalty(lambda tree, step: l0(tree))
 
@@ -168,9 +170,9 @@ def l0_gates(
       sel = sel_lib.resolve(selection, params)
       keys = split_key_like(key, params)
       log_alpha = jax.tree.map(
-        lambda p, on, k: loc + 1e-2 * jax.random.normal(k, jnp.shape(p), jnp.float32)
-        if on
-        else jnp.zeros((), jnp.float32),
+        lambda p, on, k: (
+          loc + 1e-2 * jax.random.normal(k, jnp.shape(p), jnp.float32) if on else jnp.zeros((), jnp.float32)
+        ),
         params,
         sel,
         keys,
@@ -225,7 +227,9 @@ def l0_gates(
 
   def masks_channels(params, state):
     b = state.buffers
-    keep = {i: hard_concrete_mean(state.learned["log_alpha"][str(i)], gamma, zeta) > 0 for i, _ in b.gated.value}
+    keep = {
+      i: hard_concrete_mean(state.learned["log_alpha"][str(i)], gamma, zeta) > 0 for i, _ in b.gated.value
+    }
     return _full_masks(params, b.groups.value, keep)
 
   def finalize_channels(params, state):

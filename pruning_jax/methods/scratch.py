@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 
 from pruning_jax import masks as masks_lib
-from pruning_jax import structured, surgery, transforms, validation
+from pruning_jax import structured, transforms, validation
 from pruning_jax.methods.channel import _full_masks, _groups_of, _is_concrete, gated_groups, scale_gated
 from pruning_jax.pruner import InitContext, Pruner, PrunerState, no_update
 from pruning_jax.tree import Static

@@ -171,7 +171,9 @@ def dynamic_sparse(
   def update_due(t: int) -> bool:
     return (t + 1) % every_steps == 0 and t < end_step
 
-  return Pruner(init, apply, update, finalize, masks, metrics=metrics, zero_removed=True, update_due=update_due)
+  return Pruner(
+    init, apply, update, finalize, masks, metrics=metrics, zero_removed=True, update_due=update_due
+  )
 
 
 def rigl(

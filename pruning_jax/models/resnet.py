@@ -159,8 +159,6 @@ def resnet18(**kw) -> CifarResNet:
   return CifarResNet(**{"stage_widths": (64, 128, 256, 512), "blocks_per_stage": (2, 2, 2, 2), **kw})
 
 
-
-
 class WideBlock(nn.Module):
   """A pre-activation block: BN-ReLU-conv3x3-BN-ReLU-conv3x3 plus the shortcut (the identity, or
   a 1x1 conv of the pre-activated input where the shape changes).
@@ -230,4 +228,13 @@ def wrn22_2(**kw) -> WideResNet:
   return WideResNet(**{"stem_width": 16, "stage_widths": (32, 64, 128), "blocks_per_stage": (3, 3, 3), **kw})
 
 
-__all__ = ["BasicBlock", "CifarResNet", "WideBlock", "WideResNet", "resnet18", "resnet20", "resnet56", "wrn22_2"]
+__all__ = [
+  "BasicBlock",
+  "CifarResNet",
+  "WideBlock",
+  "WideResNet",
+  "resnet18",
+  "resnet20",
+  "resnet56",
+  "wrn22_2",
+]
