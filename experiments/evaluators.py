@@ -73,6 +73,10 @@ def forward_step(apply_fn, pruner):
   return jax.jit(training.make_eval_step(apply_fn, pruner, finalized=False))
 
 
+# What a validation pass may evaluate (config key ``select_on``), each a jitted eval step builder.
+VIEWS = {"extracted": extracted_step, "forward": forward_step}
+
+
 class Split(NamedTuple):
   """What an evaluator evaluates: the run's final network on one split."""
 

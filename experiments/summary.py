@@ -125,6 +125,9 @@ def _stage_curves(records: dict[str, dict[int, dict]], max_train_points: int) ->
   return out
 
 
+_CURVE_KEYS = ("epoch", "accuracy", "sparsity", "learned_abs_above")
+
+
 def _curve_fields(workdir: str, stage: int, max_train_points: int = 200) -> dict[str, Any]:
   """The last stage's validation curve and (thinned) train-metric curve, those of the earlier
   stages that trained (``earlier_stages``: e.g. a gate-learning stage's gate curve), and the
@@ -132,8 +135,10 @@ def _curve_fields(workdir: str, stage: int, max_train_points: int = 200) -> dict
   by_stage = _read_metrics(workdir)
   empty = {"val": {}, "train": {}}
   out: dict[str, Any] = _stage_curves(by_stage.get(stage, empty), max_train_points)
+  # each epoch's primary accuracy, any further view's (select_on) and the learned variables'
+  # spread (learned_stats)
   out["val_curve"] = [
-    {"epoch": r["epoch"], "accuracy": r["accuracy"], "sparsity": r["sparsity"]} for r in out["val_curve"]
+    {k: v for k, v in r.items() if k in _CURVE_KEYS or k.endswith("_accuracy")} for r in out["val_curve"]
   ]
   earlier = {str(i): _stage_curves(by_stage[i], max_train_points) for i in sorted(by_stage) if i < stage}
   if earlier:

@@ -79,6 +79,8 @@ _TOP_KEYS = {
   "init_batches": int,
   "evaluate_stages": bool,
   "log_macs": bool,
+  "select_on": (list, tuple, type(None)),
+  "learned_stats": (list, tuple),
 }
 _STAGE_KEYS = {
   "name": str,
@@ -92,6 +94,7 @@ _STAGE_KEYS = {
   "reinit": bool,
   "shrink": bool,
   "select_best_if": (dict, type(None)),
+  "patience": (int, type(None)),
 }
 
 
@@ -185,6 +188,60 @@ def _check_selection_rule(rule, i: int) -> None:
     )
 
 
+def views_of(config) -> list[str]:
+  """The views each validation pass evaluates (:data:`experiments.evaluators.VIEWS`); the first
+  selects the reported checkpoint and drives early stopping. Without ``select_on``, the one
+  ``eval_finalized`` names."""
+  on = config.get("select_on")
+  if on is None:
+    return ["extracted" if config.eval_finalized else "forward"]
+  return list(on)
+
+
+def _check_views(config) -> None:
+  on = config.get("select_on")
+  if on is None:
+    return
+  on = list(on)
+  if not on or any(v not in evaluators.VIEWS for v in on) or len(set(on)) != len(on):
+    raise ValueError(
+      f"config key 'select_on'={on!r}: expected distinct views from {sorted(evaluators.VIEWS)}, the first "
+      "selecting the reported checkpoint, e.g. ['forward', 'extracted'] (ASLP's reference protocol first, "
+      "the extracted subnetwork's second)."
+    )
+  if len(on) > 1 and not config.select_best:
+    raise ValueError(
+      f"config key 'select_on'={on!r} names more than one view, each choosing its best-validation "
+      "checkpoint, but select_best=False reports the last epoch. Fix: set select_best=True or name one view."
+    )
+
+
+def _check_patience(config) -> None:
+  last = len(config.stages) - 1
+  for i, stage in enumerate(config.stages):
+    p = stage.get("patience")
+    if p is None:
+      continue
+    if isinstance(p, bool) or p < 1:
+      raise ValueError(
+        f"config key 'stages[{i}].patience'={p!r}: expected a number of epochs >= 1 (None: never stop early)."
+      )
+    if stage.get("select_best_if") is None and not (i == last and config.select_best):
+      raise ValueError(
+        f"config key 'stages[{i}].patience'={p}: early stopping counts the epochs since the stage's best "
+        "validation epoch, and this stage chooses none (it hands over its last epoch). Fix: set "
+        "select_best=True (last stage) or a select_best_if rule, or drop patience."
+      )
+
+
+def _check_learned_stats(thresholds) -> None:
+  if any(isinstance(t, bool) or not isinstance(t, (int, float)) or not t >= 0 for t in thresholds):
+    raise ValueError(
+      f"config key 'learned_stats'={list(thresholds)!r}: expected thresholds >= 0 on |v| of the pruner's "
+      "learned variables, e.g. [0.5, 1, 2, 4] (empty: off)."
+    )
+
+
 def _check_metric(rule, names, i: int) -> None:
   if rule["metric"] not in names:
     raise ValueError(
@@ -230,6 +287,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     # keys and values, before any data is read (epochs become steps again with the real count)
     build_stage(stage, i, steps_per_epoch=1000)
   _check_rewind(config)
+  _check_views(config)
+  _check_patience(config)
+  _check_learned_stats(config.get("learned_stats", ()))
   if config.batch_size <= 0:
     raise ValueError(f"config key 'batch_size' must be positive, got {config.batch_size}.")
 
@@ -411,6 +471,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     build.evaluator(e, f"test_evaluators[{i}]") for i, e in enumerate(config.get("test_evaluators", ()))
   ]
   rewinds = {(s.config.rewind_to.stage, s.config.rewind_to.step) for s in stages if s.config.get("rewind_to")}
+  views = views_of(config)
+  thresholds = [float(t) for t in config.get("learned_stats", ())]
+  learned_stats = (
+    jax.jit(lambda learned: pj.accounting.abs_above_fractions(learned, thresholds)) if thresholds else None
+  )
 
   handoff = _fresh_handoff(model_for(0).init_vars)
   if config.get("init_from"):
@@ -442,7 +507,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     # shapes only: those of the stage's own model (a stage may rebuild it with other widths)
     init_vars = model_for(si).init_vars
     shapes = jax.eval_shape(lambda: fresh_state(si, _fresh_handoff(init_vars), rewind=False))
-    return {"train": shapes, "best": jax.eval_shape(lambda: _record(shapes, si, 0.0))}
+    record = jax.eval_shape(lambda: _record(shapes, si, 0.0))
+    return {
+      "train": shapes,
+      "best": record,
+      **({"also": {v: record for v in views[1:]}} if views[1:] else {}),
+    }
 
   ckpt = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"))
   metrics_file = open(os.path.join(workdir, "metrics.jsonl"), "a")  # noqa: SIM115 - closed in finally
@@ -453,14 +523,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   try:
     restored = ckpt.restore(template_for)
-    start_stage, state, best = 0, None, None
+    start_stage, state, best, also = 0, None, None, None
     selections: dict[str, dict] = {}  # stage -> the epoch its select_best_if rule chose
     stage_results: dict[str, dict] = {}  # stage -> its hand-off's test and val accuracy
+    stopped: dict[str, dict] = {}  # stage -> where its patience ran out
+    best_epochs: dict[str, float] = {}  # view -> the epoch of its best record, this stage
     if restored is not None:
       meta, saved = restored
-      start_stage, state, best = meta["stage"], saved["train"], saved["best"]
+      start_stage, state, best, also = meta["stage"], saved["train"], saved["best"], saved.get("also")
       selections = meta.get("selections", {})
       stage_results = meta.get("stage_results", {})
+      stopped = meta.get("stopped", {})
+      best_epochs = meta.get("best_epochs", {})
       print(
         f"resuming from stage {start_stage} step {int(state.step)} ({workdir}/checkpoints)", file=sys.stderr
       )
@@ -480,6 +554,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         state = fresh_state(si, handoff)
       if best is None:
         best = _record(state, si, -1.0)
+        also = {v: best for v in views[1:]}
+        best_epochs = {}
+      patience = stage.get("patience")
       apply_fn = model_for(si).apply_fn
       rule = dict(stage.select_best_if) if stage.get("select_best_if") else None
       if rule is not None:
@@ -496,13 +573,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             pr.masks(s.params, s.pruner_state), wm
           )
         )
-      finalized = config.eval_finalized
-      eval_step = (
-        evaluators.extracted_step(apply_fn, pruner)
-        if finalized
-        else evaluators.forward_step(apply_fn, pruner)
+      eval_steps = {v: evaluators.VIEWS[v](apply_fn, pruner) for v in views}
+      eval_step = eval_steps[views[0]]
+      eval_sparsity = jax.jit(
+        functools.partial(training.evaluated_sparsity, pruner, finalized=views[0] == "extracted")
       )
-      eval_sparsity = jax.jit(functools.partial(training.evaluated_sparsity, pruner, finalized=finalized))
       data_key = jax.random.fold_in(root, 2000 + si)
       bar = tqdm(
         total=total,
@@ -518,7 +593,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           ckpt_lib.save_snapshot(workdir, si, step, state.params)
 
       snapshot(si, step, state)
-      while step < total:
+      while step < total and str(si) not in stopped:
         epoch, i0 = divmod(step, spe)
         order = data_lib.epoch_order(jax.random.fold_in(data_key, epoch), n_train, config.batch_size)
         for i in range(i0, spe):
@@ -552,43 +627,74 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             )
             log({"split": "train", "stage": si, "step": step, "global_step": global_offset + step, **m})
           if step % spe == 0 or step == total:
-            val = evaluators.evaluate(
-              eval_step, state, ds.val_image, ds.val_label, ds, config.eval_batch_size, eval_key
-            )
+            epoch_now = step / spe
+            vals = {
+              v: evaluators.evaluate(
+                eval_steps[v], state, ds.val_image, ds.val_label, ds, config.eval_batch_size, eval_key
+              )
+              for v in views
+            }
+            val = vals[views[0]]
             record = {
               "split": "val",
               "stage": si,
               "step": step,
-              "epoch": step / spe,
+              "epoch": epoch_now,
               "global_step": global_offset + step,
               **val,
+              **({f"{v}_{k}": x for v, r in vals.items() for k, x in r.items()} if views[1:] else {}),
               "sparsity": float(eval_sparsity(state)),  # of the network the accuracy is of
             }
+            if learned_stats is not None:
+              record["learned_abs_above"] = {
+                path: [float(x) for x in f] for path, f in learned_stats(state.pruner_state.learned).items()
+              }
+            improved = val["accuracy"] > float(best["val_accuracy"])
             if rule is not None:  # the best epoch among those meeting the rule
               met, value = _meets(rule, stage_metrics(state.params, state.pruner_state))
               record[rule["metric"]] = value
-              if met and val["accuracy"] > float(best["val_accuracy"]):
+              improved = improved and met
+              if improved:
                 best = _record(state, si, val["accuracy"])
                 selections[str(si)] = {
-                  "epoch": step / spe,
+                  "epoch": epoch_now,
                   "val_accuracy": val["accuracy"],
                   rule["metric"]: value,
                   "rule_met": True,
                 }
-            elif val["accuracy"] > float(best["val_accuracy"]) or not config.select_best:
+            elif improved or not config.select_best:
               best = _record(state, si, max(val["accuracy"], float(best["val_accuracy"])))
+            if improved:
+              best_epochs[views[0]] = epoch_now
+            for v in views[1:]:  # the checkpoint each further view would select
+              if vals[v]["accuracy"] > float(also[v]["val_accuracy"]):
+                also[v] = _record(state, si, vals[v]["accuracy"])
+                best_epochs[v] = epoch_now
             log(record)
-          if ckpt_due or interrupted:
+            since = epoch_now - best_epochs.get(views[0], 0.0)
+            if patience is not None and since >= patience:
+              stopped[str(si)] = {"epoch": epoch_now, "step": step, "best_epoch": best_epochs.get(views[0])}
+              print(
+                f"stage {si} ({stage.name}): no better {views[0]} validation accuracy in {patience} epochs; "
+                f"stopped at epoch {epoch_now:g} (best at epoch {best_epochs.get(views[0])})",
+                file=sys.stderr,
+              )
+          if ckpt_due or interrupted or str(si) in stopped:
             meta = {
               "stage": si,
               "widths": {str(j): w for j, w in widths.items() if j <= si},
               "selections": selections,
               "stage_results": stage_results,
+              "stopped": stopped,
+              "best_epochs": best_epochs,
             }
-            ckpt.save(global_offset + step, {"train": state, "best": best}, meta)
+            saved = {"train": state, "best": best, **({"also": also} if also else {})}
+            ckpt.save(global_offset + step, saved, meta)
             last_good = global_offset + step
           if interrupted:
             return {"interrupted": True, "stage": si, "step": step}
+          if str(si) in stopped:
+            break
       bar.close()
       src = state
       if rule is not None:
@@ -620,7 +726,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         )
       global_offset += total
       if si + 1 < len(stages):
-        state, best = None, None
+        state, best, also = None, None, None
 
     # the reported model: the best-validation one of the last stage, or the last one
     last = len(stages) - 1
@@ -628,18 +734,46 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     final = state._replace(
       params=best["params"], pruner_state=best["pruner_state"], model_state=best["model_state"]
     )
-    eval_step = evaluators.extracted_step(apply_fn, pruner)
+    eval_step_x = evaluators.extracted_step(apply_fn, pruner)
     test = evaluators.evaluate(
-      eval_step, final, ds.test_image, ds.test_label, ds, config.eval_batch_size, eval_key
+      eval_step_x, final, ds.test_image, ds.test_label, ds, config.eval_batch_size, eval_key
     )
     val = evaluators.evaluate(
-      eval_step, final, ds.val_image, ds.val_label, ds, config.eval_batch_size, eval_key
+      eval_step_x, final, ds.val_image, ds.val_label, ds, config.eval_batch_size, eval_key
     )
-    split = evaluators.Split(
-      apply_fn, pruner, final, ds.test_image, ds.test_label, ds, config.eval_batch_size, eval_key
+
+    def extra_tests(st) -> dict[str, Any]:
+      split = evaluators.Split(
+        apply_fn, pruner, st, ds.test_image, ds.test_label, ds, config.eval_batch_size, eval_key
+      )
+      return {k: v for e in test_evaluators for k, v in e(split).items()}
+
+    test.update(extra_tests(final))
+    protocols = {}
+    if views[1:]:  # each view's own choice of checkpoint, tested the same way
+      protocols[views[0]] = {
+        "epoch": best_epochs.get(views[0]),
+        "val_accuracy": float(best["val_accuracy"]),
+        "test_accuracy": test["accuracy"],
+        **{k: v for k, v in test.items() if k.startswith("test_")},
+      }
+      for v in views[1:]:
+        rec = also[v]
+        st_v = state._replace(
+          params=rec["params"], pruner_state=rec["pruner_state"], model_state=rec["model_state"]
+        )
+        t = evaluators.evaluate(
+          eval_step_x, st_v, ds.test_image, ds.test_label, ds, config.eval_batch_size, eval_key
+        )
+        protocols[v] = {
+          "epoch": best_epochs.get(v),
+          "val_accuracy": float(rec["val_accuracy"]),
+          "test_accuracy": t["accuracy"],
+          **extra_tests(st_v),
+        }
+    steps_run = sum(
+      int(stopped[str(i)]["step"]) if str(i) in stopped else s.total for i, s in enumerate(stages)
     )
-    for evaluator in test_evaluators:
-      test.update(evaluator(split))
     params, masks = pruner.finalize(final.params, final.pruner_state)
     ckpt_lib.save_final(workdir, params, final.model_state)
     return summary_lib.write_summary(
@@ -654,13 +788,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       val,
       float(best["val_accuracy"]),
       train_acc,
-      global_offset,
+      steps_run,
       time.time() - t0,
       commit,
       model_for(last).kwargs,
       {
         **({"stage_selection": selections} if selections else {}),
         **({"stage_results": stage_results} if stage_results else {}),
+        **({"protocols": protocols} if protocols else {}),
+        **({"early_stopping": stopped, "epochs_run": steps_run / spe} if stopped else {}),
       },
     )
   finally:

@@ -42,6 +42,7 @@ from pruning_jax.tree import PyTree, is_array, keystr, leaves_with_paths, path_s
 
 __all__ = [
   "FlopReport",
+  "abs_above_fractions",
   "LayerFlops",
   "ParamCounts",
   "WeightMacs",
@@ -476,3 +477,41 @@ def param_table(params: PyTree, masks: PyTree | None = None) -> list[tuple[str, 
     for p, x in leaves_with_paths(params)
     if is_array(x)
   ]
+
+
+def abs_above_fractions(tree: PyTree, thresholds: tuple[float, ...] | list[float]) -> dict[str, jax.Array]:
+  """Per array leaf of ``ndim > 0``, the fraction of entries with ``|v| > t`` for each threshold.
+
+  How far learned mask variables (ASLP's logits, supermask's, edge-popup's scores) have moved
+  from their start: a logit ``m`` decides its weight under Gumbel noise only once ``|m|`` is a
+  few units, so the fraction still below 1 or 2 is the part of the sampled network the
+  deterministic extraction (``m >= 0``) reads as noise. Jittable.
+
+  Args:
+    tree: a pytree of float arrays (0-d leaves, the placeholders of unselected leaves, are
+      skipped).
+    thresholds: the ``t``, each ``>= 0``.
+
+  Returns:
+    ``{slash path: (len(thresholds),) float32}``.
+
+  Raises:
+    ValueError: an empty or negative threshold list.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> out = abs_above_fractions({"m": jnp.array([-3.0, -0.5, 0.2, 2.0]), "b": jnp.zeros(())}, [0.1, 1.0])
+    >>> {k: v.tolist() for k, v in out.items()}
+    {'m': [1.0, 0.5]}
+  """
+  ts = [float(t) for t in thresholds]
+  if not ts or any(not t >= 0 for t in ts):
+    raise ValueError(
+      f"abs_above_fractions: thresholds must be a non-empty list of numbers >= 0, got {thresholds!r}."
+    )
+  t = jnp.asarray(ts, jnp.float32)
+  return {
+    path_str(path): jnp.mean(jnp.abs(v.astype(jnp.float32)).reshape(-1, 1) > t, axis=0)
+    for path, v in leaves_with_paths(tree)
+    if is_array(v) and v.ndim > 0
+  }

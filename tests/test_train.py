@@ -258,6 +258,23 @@ def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(npz, tmp_path):
       lambda c: setattr(c, "test_evaluators", [{"name": "forward", "passes": 0}]),
       r"test_evaluators\[0\]: forward: passes must be an integer >= 1",
     ),
+    (
+      lambda c: setattr(c, "select_on", ["sampled"]),
+      r"'select_on'=\['sampled'\]: expected distinct views from \['extracted', 'forward'\]",
+    ),
+    (lambda c: setattr(c, "select_on", ["forward", "extracted"]), "select_best=False reports the last epoch"),
+    (
+      lambda c: setattr(c.stages[1], "patience", 3),
+      r"'stages\[1\].patience'=3: early stopping counts .* Fix: set select_best=True",
+    ),
+    (
+      lambda c: (setattr(c, "select_best", True), setattr(c.stages[1], "patience", 0)),
+      r"'stages\[1\].patience'=0: expected a number of epochs >= 1",
+    ),
+    (
+      lambda c: setattr(c, "learned_stats", [1.0, -1.0]),
+      r"'learned_stats'=\[1.0, -1.0\]: expected thresholds >= 0",
+    ),
   ],
 )
 def test_config_errors_name_the_key(npz, tmp_path, change, match):
@@ -291,7 +308,13 @@ def test_augment_and_order_are_seeded():
 def test_aslp_run_with_rescale_optimizer_reports_curve_and_sampled_test(npz, tmp_path):
   mask_sgd = {"name": "sgd", "lr": 50.0, "momentum": 0.9}
   rescale_sgd = {"name": "sgd", "lr": 1e-3, "momentum": 0.9}
-  c = tiny_config(npz, select_best=True, test_evaluators=[{"name": "forward", "passes": 3}])
+  c = tiny_config(
+    npz,
+    select_best=True,
+    test_evaluators=[{"name": "forward", "passes": 3}],
+    select_on=["forward", "extracted"],  # the reference's protocol, and ours beside it
+    learned_stats=[0.5, 2.0],
+  )
   c.stages = [
     stage(
       "aslp",
@@ -303,14 +326,42 @@ def test_aslp_run_with_rescale_optimizer_reports_curve_and_sampled_test(npz, tmp
     )
   ]
   s = train.train_and_evaluate(c, str(tmp_path))
-  assert [r["epoch"] for r in s["val_curve"]] == [1.0, 2.0]
-  best = max(s["val_curve"], key=lambda r: r["accuracy"])
+  curve = s["val_curve"]
+  assert [r["epoch"] for r in curve] == [1.0, 2.0]
+  best = max(curve, key=lambda r: r["accuracy"])
   assert s["best_val_epoch"] == best["epoch"] and s["best_val_accuracy"] == pytest.approx(best["accuracy"])
+  # the primary view is the sampled forward pass; each view's own checkpoint choice is reported
+  assert [r["accuracy"] for r in curve] == [r["forward_accuracy"] for r in curve]
+  for view in ("forward", "extracted"):
+    p = s["protocols"][view]
+    first_best = max(curve, key=lambda r, v=view: (r[f"{v}_accuracy"], -r["epoch"]))
+    assert p["epoch"] == first_best["epoch"] and p["val_accuracy"] == pytest.approx(
+      first_best[f"{view}_accuracy"]
+    )
+    assert 0.0 <= p["test_accuracy"] <= 1.0 and len(p["test_accuracy_sampled"]) == 3
+  assert s["protocols"]["forward"]["test_accuracy"] == s["test_accuracy"]
+  for r in curve:  # per masked layer, the fraction of |m| above 0.5 and 2: in [0, 1], non-increasing
+    fr = np.array(list(r["learned_abs_above"].values()))
+    assert fr.shape == (5, 2) and np.all((0 <= fr) & (fr <= 1)) and np.all(fr[:, 0] >= fr[:, 1])
   assert len(s["test_accuracy_sampled"]) == 3
   assert s["test_accuracy_sampled_mean"] == pytest.approx(np.mean(s["test_accuracy_sampled"]))
   assert 0.0 < s["sparsity"] < 1.0  # emergent: whatever fraction of logits ended below 0
   ckpt = _final_params(str(tmp_path))
   assert float(ckpt["pruner_state"]["learned"]["rescale"]["Dense_0"]["kernel"]) != 1.0
+
+
+def test_patience_stops_the_stage_and_a_rerun_resumes_the_stopped_run(npz, tmp_path):
+  # frozen weights: the validation accuracy never improves after epoch 1, so patience 2 stops at 3
+  c = tiny_config(npz, select_best=True)
+  c.stages = [stage("frozen", 6, {"name": "dense"}, {"name": "frozen"})]
+  c.stages[0].patience = 2
+  s = train.train_and_evaluate(c, str(tmp_path))
+  spe = 128 // 32
+  assert s["early_stopping"] == {"0": {"epoch": 3.0, "step": 3 * spe, "best_epoch": 1.0}}
+  assert s["steps"] == 3 * spe and s["epochs_run"] == 3.0 and s["epochs"] == 6.0
+  assert [r["epoch"] for r in s["val_curve"]] == [1.0, 2.0, 3.0]
+  again = train.train_and_evaluate(c, str(tmp_path))  # restores the stop; trains nothing more
+  assert again["steps"] == s["steps"] and again["test_accuracy"] == s["test_accuracy"]
 
 
 def test_missing_rescale_optimizer_names_the_label(npz, tmp_path):
