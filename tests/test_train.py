@@ -364,6 +364,31 @@ def test_patience_stops_the_stage_and_a_rerun_resumes_the_stopped_run(npz, tmp_p
   assert again["steps"] == s["steps"] and again["test_accuracy"] == s["test_accuracy"]
 
 
+def test_aslp_converged_config_grid_and_matched_edge_popup(tmp_path):
+  from experiments.configs import aslp_converged as cfg
+
+  runs = cfg.grid("mnist")
+  assert len(runs) == len(set(runs)) == 3 * len(cfg.HEADLINE) + len(cfg.SEED0_ONLY)
+  assert all(r.endswith("seed=0") for r in runs[: len(cfg.HEADLINE) + len(cfg.SEED0_ONLY)])
+  c = cfg.get_config(runs[0])
+  train.validate_config(c)
+  assert c.select_on == ["forward", "extracted"] and c.stages[0].patience == cfg.PATIENCE
+  assert cfg.get_config("method=edge_popup,k=0.25").select_on == ["extracted"]
+  with pytest.raises(ValueError, match=r"k='1.5'; expected edge-popup's kept fraction in \(0, 1\]"):
+    cfg.get_config("method=edge_popup,k=1.5")
+  with pytest.raises(ValueError, match="no ASLP 'mnist_sc' summary"):
+    cfg.matched_runs("mnist", str(tmp_path))
+  for seed, sparsity in ((0, 0.6123), (1, 0.5877)):  # ASLP's emergent rates -> edge-popup's k
+    summary = {"study": "aslp_converged", "method": "aslp", "variant": "mnist_sc", "seed": seed}
+    (tmp_path / f"a{seed}.json").write_text(
+      json.dumps({**summary, "sparsity": sparsity, "test_accuracy": 0.9})
+    )
+  assert cfg.matched_runs("mnist", str(tmp_path)) == [
+    "method=edge_popup,dataset=mnist,wr=0,sc=1,k=0.388,seed=0",
+    "method=edge_popup,dataset=mnist,wr=0,sc=1,k=0.412,seed=1",
+  ]
+
+
 def test_missing_rescale_optimizer_names_the_label(npz, tmp_path):
   c = tiny_config(npz)
   c.stages = [

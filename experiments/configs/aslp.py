@@ -79,7 +79,9 @@ def variant_name(o: dict[str, str]) -> str:
   return "+".join(mods or ["plain"]) + ("+da" if o["da"] == "1" else "")
 
 
-def pruner(o: dict[str, str]) -> dict:
+def pruner(o: dict[str, str], *, keep_fraction: float = 0.5, signed_constant_layers: str = "conv") -> dict:
+  """The pruner config of a run; ``signed_constant_layers`` is ASLP's (``"all"`` for an MLP, which
+  has no conv kernels), ``keep_fraction`` edge-popup's k."""
   wr, sc = o["wr"] == "1", o["sc"] == "1"
   if o["method"] == "aslp":
     return {
@@ -87,13 +89,13 @@ def pruner(o: dict[str, str]) -> dict:
       "temperature": 1.0,
       "smart_rescale": wr,
       "signed_constant": sc,
-      "signed_constant_layers": "conv",
+      "signed_constant_layers": signed_constant_layers,
     }
   if o["method"] == "supermask":
     return {"name": "supermask", "dynamic_rescale": wr, "signed_constant": sc}
   return {
     "name": "edge_popup",
-    "keep_fraction": 0.5,
+    "keep_fraction": keep_fraction,
     "signed_constant": "kaiming" if sc else None,
     "scale_fan": wr,
   }

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
+from pruning_jax.models.layers import he_normal_fan_in, torch_bias_init
+
 
 class LeNet300100(nn.Module):
   """LeNet-300-100: a ReLU MLP on the flattened image.
@@ -15,18 +17,30 @@ class LeNet300100(nn.Module):
   Attributes:
     widths: hidden widths.
     num_classes: classifier outputs.
+    he_normal: Kaiming-normal (fan-in) kernels, the untrained nets of the subnetwork papers
+      (ASLP, edge-popup); False (default): Flax's lecun_normal.
+    torch_bias: biases U(+-1/sqrt(fan_in)) as PyTorch's ``nn.Linear`` (ASLP keeps them frozen
+      and unmasked); False (default): zeros.
   """
 
   widths: Sequence[int] = (300, 100)
   num_classes: int = 10
+  he_normal: bool = False
+  torch_bias: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     del train
     x = x.reshape(x.shape[0], -1)
+    kinit = he_normal_fan_in if self.he_normal else nn.initializers.lecun_normal()
+
+    def dense(width, x):
+      binit = torch_bias_init(x.shape[-1]) if self.torch_bias else nn.initializers.zeros
+      return nn.Dense(width, kernel_init=kinit, bias_init=binit)(x)
+
     for w in self.widths:
-      x = nn.relu(nn.Dense(w)(x))
-    return nn.Dense(self.num_classes)(x)
+      x = nn.relu(dense(w, x))
+    return dense(self.num_classes, x)
 
   def widths_of(self, params) -> dict:
     """The width fields that build this network with the shapes of ``params`` (a shrunk copy).
