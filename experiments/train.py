@@ -751,25 +751,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     test.update(extra_tests(final))
     protocols = {}
     if views[1:]:  # each view's own choice of checkpoint, tested the same way
-      protocols[views[0]] = {
-        "epoch": best_epochs.get(views[0]),
-        "val_accuracy": float(best["val_accuracy"]),
-        "test_accuracy": test["accuracy"],
-        **{k: v for k, v in test.items() if k.startswith("test_")},
-      }
-      for v in views[1:]:
-        rec = also[v]
+      for v in views:
+        rec = best if v == views[0] else also[v]
         st_v = state._replace(
           params=rec["params"], pruner_state=rec["pruner_state"], model_state=rec["model_state"]
         )
-        t = evaluators.evaluate(
-          eval_step_x, st_v, ds.test_image, ds.test_label, ds, config.eval_batch_size, eval_key
+        t = (
+          test
+          if v == views[0]
+          else {
+            **evaluators.evaluate(
+              eval_step_x, st_v, ds.test_image, ds.test_label, ds, config.eval_batch_size, eval_key
+            ),
+            **extra_tests(st_v),
+          }
         )
         protocols[v] = {
           "epoch": best_epochs.get(v),
           "val_accuracy": float(rec["val_accuracy"]),
           "test_accuracy": t["accuracy"],
-          **extra_tests(st_v),
+          **{k: x for k, x in t.items() if k.startswith("test_")},
+          "sparsity": float(training.evaluated_sparsity(pruner, st_v, finalized=True)),
         }
     steps_run = sum(
       int(stopped[str(i)]["step"]) if str(i) in stopped else s.total for i, s in enumerate(stages)

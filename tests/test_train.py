@@ -340,6 +340,7 @@ def test_aslp_run_with_rescale_optimizer_reports_curve_and_sampled_test(npz, tmp
     )
     assert 0.0 <= p["test_accuracy"] <= 1.0 and len(p["test_accuracy_sampled"]) == 3
   assert s["protocols"]["forward"]["test_accuracy"] == s["test_accuracy"]
+  assert s["protocols"]["forward"]["sparsity"] == pytest.approx(s["sparsity"])
   for r in curve:  # per masked layer, the fraction of |m| above 0.5 and 2: in [0, 1], non-increasing
     fr = np.array(list(r["learned_abs_above"].values()))
     assert fr.shape == (5, 2) and np.all((0 <= fr) & (fr <= 1)) and np.all(fr[:, 0] >= fr[:, 1])
