@@ -76,3 +76,73 @@ def test_common_accuracy_epochs_pairs_by_seed():
   # seed 0: common 0.30 -> epochs 2 and 3; seed 1: common 0.37 -> epochs 3 and 3; seed 2 unpaired
   np.testing.assert_array_equal(report_aslp.common_accuracy_epochs(without, with_), [[2.0, 3.0], [3.0, 3.0]])
   assert report_aslp.epochs_to(run(0, [0.1, 0.2])["val_curve"], 0.3) == float("inf")
+
+
+def _converged(method, variant, seed, ref, ours, sampled, epochs):
+  """An aslp_converged summary: ``ref``/``ours`` (test, epoch) of each protocol's checkpoint."""
+  s = {
+    "study": "aslp_converged",
+    "method": method,
+    "model": "lenet300100",
+    "dataset": "mnist",
+    "variant": f"mnist_{variant}",
+    "seed": seed,
+    "epochs": 1000.0,
+    "epochs_run": float(epochs),
+    "early_stopping": {"0": {"epoch": float(epochs)}},
+    "test_accuracy": ref[0],
+    "best_val_accuracy": ref[0],
+    "best_val_epoch": ref[1],
+    "sparsity": 0.5,
+    "device": "cpu",
+    "config": {"stages": [{"patience": 100}]},
+    "val_curve": [
+      {"epoch": 10.0, "accuracy": 0.9, "forward_accuracy": 0.9, "extracted_accuracy": 0.6},
+      {"epoch": float(epochs), "accuracy": 0.95, "forward_accuracy": 0.95, "extracted_accuracy": 0.8},
+    ],
+  }
+  if method != "edge_popup":
+    s["protocols"] = {
+      "forward": {
+        "epoch": ref[1],
+        "test_accuracy": ref[0],
+        "test_accuracy_sampled_mean": sampled,
+        "sparsity": 0.5,
+      },
+      "extracted": {
+        "epoch": ours[1],
+        "test_accuracy": ours[0],
+        "test_accuracy_sampled_mean": 0.9,
+        "sparsity": 0.4,
+      },
+    }
+  return s
+
+
+def test_converged_report_puts_both_protocols_side_by_side(tmp_path):
+  from experiments.configs import aslp_converged
+
+  runs = [
+    _converged("aslp", "sc", 0, (0.70, 50), (0.80, 20), 0.96, 150),
+    _converged("aslp", "sc", 1, (0.74, 60), (0.82, 30), 0.96, 160),
+    _converged("aslp", "wr+sc", 0, (0.72, 40), (0.81, 25), 0.95, 140),
+    _converged("edge_popup", "sc_k0.500", 0, (0.90, 70), (0.90, 70), None, 170),
+  ]
+  for i, s in enumerate(runs):
+    (tmp_path / f"{i}.json").write_text(json.dumps(s))
+  text = report.render(str(tmp_path), aslp_converged.REPORT)
+  assert (
+    "| aslp | sc | 0,1 | 155 | 96.0 +- 0.0 (n=2) | 72.0 +- 2.0 (n=2) | 0.5000 | 55 | 81.0 +- 1.0 (n=2) "
+    "| 90.0 +- 0.0 (n=2) | 0.4000 | 25 |" in text
+  )
+  assert "| edge_popup | sc k=0.500 | 0 | 170 | - | 90.0 | 0.5000 | 70 | 90.0 | - | 0.5000 | 70 |" in text
+  assert "| mnist aslp sc | 0 | +30.0 | - | +15.0 | 150 |" in text  # epoch 50 is not in the curve
+  assert "mnist, reference protocol: ASLP SC - edge-popup SC k=0.500 = -20.0 points (seed 0: -20.0)." in text
+  assert "mnist, ours: ASLP SC - edge-popup SC k=0.500 = -10.0 points (seed 0: -10.0)." in text
+  assert "smart rescale (sc -> wr+sc): epochs to the best sampled validation accuracy change by -10.0" in text
+  assert (
+    "sampled test accuracy exceeds its extracted one by +23.7 points on average over 3 runs "
+    "(min +22.0, max +26.0)" in text
+  )
+  assert "4 of 4 runs stopped by patience" in text
+  assert (tmp_path / "logits_mnist.png").exists() is False  # no learned_abs_above in these curves
