@@ -184,17 +184,21 @@ def gumbel_sigmoid(
   temperature: float | jax.Array = 1.0,
   *,
   hard: bool = False,
+  noise_scale: float | jax.Array = 1.0,
 ) -> jax.Array:
-  """Binary concrete sample ``sigmoid((logits + L) / temperature)``, ``L ~ Logistic(0, 1)``.
+  """Binary concrete sample ``sigmoid((logits + a L) / temperature)``, ``L ~ Logistic(0, 1)``.
 
-  With ``hard=True`` the forward value is ``1[logits + L > 0]`` and the gradient that of the
-  relaxed sample (straight-through Gumbel-sigmoid).
+  With ``hard=True`` the forward value is ``1[logits + a L > 0]`` and the gradient that of the
+  relaxed sample (straight-through Gumbel-sigmoid). The noise scale ``a`` is 1 for the
+  concrete distribution; annealing it to 0 turns the sample into the deterministic
+  ``1[logits > 0]`` with the sigmoid's straight-through gradient.
 
   Args:
     key: PRNG key.
     logits: float logits.
     temperature: tau > 0 (static, or traced and checked at run time).
     hard: return the straight-through 0/1 sample.
+    noise_scale: a >= 0 (static, or traced and checked at run time).
 
   Returns:
     The sample, in ``logits``' dtype.
@@ -216,7 +220,9 @@ def gumbel_sigmoid(
   validation.prng_key(key, "gumbel_sigmoid: key")
   _check_float(logits, "logits")
   _check_temperature(temperature)
-  z = logits + _logistic(key, logits.shape, logits.dtype)
+  validation.positive(noise_scale, "noise_scale", allow_zero=True, traced=True)
+  noise = _logistic(key, logits.shape, logits.dtype)
+  z = logits + jnp.asarray(noise_scale, logits.dtype) * noise
   soft = jax.nn.sigmoid(z / temperature)
   return straight_through(z > 0, soft) if hard else soft
 
@@ -268,7 +274,9 @@ def gumbel_softmax(
   return straight_through(one_hot, soft)
 
 
-def aslp_sample(key: jax.Array, m: jax.Array, temperature: float | jax.Array = 1.0) -> jax.Array:
+def aslp_sample(
+  key: jax.Array, m: jax.Array, temperature: float | jax.Array = 1.0, noise_scale: float | jax.Array = 1.0
+) -> jax.Array:
   """ASLP mask: the keep channel of hard straight-through Gumbel-softmax over ``[m, 0]``.
 
   ``[m, 0] = [log p + c, log(1 - p) + c]`` with ``p = sigmoid(m)``, so the keep probability is
@@ -282,6 +290,7 @@ def aslp_sample(key: jax.Array, m: jax.Array, temperature: float | jax.Array = 1
     key: PRNG key (fresh per step and per layer).
     m: mask logits, any float dtype.
     temperature: tau > 0.
+    noise_scale: the Logistic noise's scale, 1 in the paper (see :func:`gumbel_sigmoid`).
 
   Returns:
     The 0/1 keep mask in ``m``'s dtype, with the gradient above.
@@ -298,7 +307,7 @@ def aslp_sample(key: jax.Array, m: jax.Array, temperature: float | jax.Array = 1
   References:
     Dupont et al., "Extracting Effective Subnetworks with Gumbel-Softmax", ICIP 2022.
   """
-  return gumbel_sigmoid(key, m, temperature, hard=True)
+  return gumbel_sigmoid(key, m, temperature, hard=True, noise_scale=noise_scale)
 
 
 def hard_concrete(

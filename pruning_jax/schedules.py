@@ -207,4 +207,65 @@ def cosine_decay_fraction(initial_fraction: float, end_step: int) -> Schedule:
   return schedule
 
 
-__all__ = ["Schedule", "constant", "cosine_decay_fraction", "iterative", "one_shot", "polynomial"]
+ANNEAL_SHAPES = ("exponential", "linear", "step")
+
+
+def anneal(
+  initial: float, final: float, end_step: int, *, begin_step: int = 0, shape: str = "exponential"
+) -> Schedule:
+  """A hyper-parameter moved from ``initial`` to ``final`` over ``[begin_step, end_step]``
+  (a Gumbel-softmax temperature, a noise scale), held at each end outside it.
+
+  ``exponential``: ``initial * (final / initial) ** p`` (Jang et al.'s temperature annealing,
+  geometric in the step), ``linear``: ``initial + (final - initial) * p``, with
+  ``p = (t - begin_step) / (end_step - begin_step)`` clipped to [0, 1]; ``step``: ``initial``
+  before ``end_step``, ``final`` from it on.
+
+  Args:
+    initial: the value up to ``begin_step``, >= 0 (> 0 for ``exponential``).
+    final: the value from ``end_step`` on, >= 0 (> 0 for ``exponential``).
+    end_step: the first step at ``final``.
+    begin_step: the last step at ``initial`` (``0 <= begin_step < end_step``).
+    shape: ``"exponential"``, ``"linear"`` or ``"step"``.
+
+  Returns:
+    A schedule ``step -> float32``.
+
+  Raises:
+    ValueError: an unknown shape, bad steps, or values out of range for the shape.
+
+  Example:
+    >>> s = anneal(1.0, 0.01, end_step=100)
+    >>> [round(float(s(t)), 4) for t in (0, 50, 100, 200)]
+    [1.0, 0.1, 0.01, 0.01]
+    >>> [float(anneal(1.0, 0.0, 10, shape="step")(t)) for t in (9, 10)]
+    [1.0, 0.0]
+
+  References:
+    Jang et al., "Categorical Reparameterization with Gumbel-Softmax", ICLR 2017.
+  """
+  if shape not in ANNEAL_SHAPES:
+    raise ValueError(f"anneal: shape={shape!r} is unknown; expected one of {ANNEAL_SHAPES}.")
+  _steps(begin_step, end_step)
+  lo = shape == "exponential"
+  for name, v in (("initial", initial), ("final", final)):
+    validation.positive(
+      v, f"anneal: {name}", allow_zero=not lo, fix="An exponential shape needs both ends > 0."
+    )
+  a, b, span = float(initial), float(final), end_step - begin_step
+
+  def schedule(step):
+    t = jnp.asarray(step, jnp.float32)
+    p = jnp.clip((t - begin_step) / span, 0.0, 1.0)
+    if shape == "exponential":
+      v = a * (b / a) ** p
+    elif shape == "linear":
+      v = a + (b - a) * p
+    else:
+      v = jnp.where(t >= end_step, b, a)
+    return jnp.asarray(v, jnp.float32)
+
+  return schedule
+
+
+__all__ = ["Schedule", "anneal", "constant", "cosine_decay_fraction", "iterative", "one_shot", "polynomial"]

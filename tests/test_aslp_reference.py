@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import pruning_jax as pj
@@ -130,3 +131,36 @@ def test_two_train_steps_equal_the_reference_semantics(sc, wr):
           float(state.pruner_state.learned["rescale"][n]["kernel"]), rescales[i], rtol=1e-6
         )
     chex.assert_trees_all_equal(state.params, variables["params"])  # weights and biases stay frozen
+
+
+def test_annealed_noise_counts_steps_and_ends_on_the_extracted_network():
+  # noise 1 for two steps, then 0: from step 2 on the training forward pass is the extraction
+  model = MLP()
+  variables = model.init(jax.random.key(0), jnp.zeros((1, IN)))
+  schedule = pj.schedules.anneal(1.0, 0.0, end_step=2, shape="step")
+  pruner = pj.methods.aslp(noise_scale=schedule, temperature=pj.schedules.anneal(1.0, 0.5, end_step=4))
+  tx = training.optimizer(optax.set_to_zero(), optax.sgd(50.0, momentum=0.9), pruner=pruner)
+  state = training.init_train_state(jax.random.key(2), variables, pruner, tx)
+  step = jax.jit(training.make_train_step(training.linen_apply(model), pruner, tx))
+  batch = {"image": jax.random.normal(jax.random.key(1), (BATCH, IN)), "label": jnp.array([0, 2, 1, 1, 0])}
+  for t in range(3):
+    assert int(state.pruner_state.buffers["step"]) == t
+    seen = pruner.apply(state.params, state.pruner_state, key=jax.random.key(t), train=True)
+    extracted, _ = pruner.finalize(state.params, state.pruner_state)
+    if t < 2:  # still sampled: some weight differs from the extraction (p = 0.5 at m = 0)
+      same = jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), seen, extracted)
+      assert not all(jax.tree.leaves(same))
+    else:
+      chex.assert_trees_all_equal(seen, extracted)
+    state, _ = step(state, batch)
+  # the logit gradient at step 3 uses tau_3 = 0.5 ** (3 / 4): y (1 - y) / tau with y = sigmoid(m / tau)
+  tau = 0.5 ** (3 / 4)
+
+  def kernel_sum(logits):
+    st = state.pruner_state._replace(learned={"logits": logits})
+    return jnp.sum(pruner.apply(state.params, st, key=jax.random.key(9), train=True)["Dense_1"]["kernel"])
+
+  grads = jax.jit(jax.grad(kernel_sum))(state.pruner_state.learned["logits"])
+  y = jax.nn.sigmoid(state.pruner_state.learned["logits"]["Dense_1"]["kernel"] / tau)
+  want = state.params["Dense_1"]["kernel"] * y * (1 - y) / tau
+  np.testing.assert_allclose(grads["Dense_1"]["kernel"], want, rtol=1e-5, atol=1e-7)

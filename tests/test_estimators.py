@@ -81,6 +81,20 @@ def test_gumbel_sigmoid_hard_is_straight_through():
   np.testing.assert_allclose(np.asarray(g), y * (1 - y) / 0.5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("scale", [0.0, 0.3, 1.0])
+def test_gumbel_sigmoid_noise_scale_shrinks_the_noise_to_the_deterministic_threshold(scale):
+  logits = jnp.linspace(-3, 3, 7) + 0.01  # no logit at exactly 0
+  noise = np.asarray(jax.random.logistic(KEY, logits.shape, jnp.float32))
+  z = np.asarray(logits) + scale * noise
+  f = jax.jit(lambda m, a: est.aslp_sample(KEY, m, 0.5, a))
+  np.testing.assert_array_equal(np.asarray(f(logits, scale)), (z > 0).astype(np.float32))
+  y = _sigmoid(z / 0.5)
+  g = jax.grad(lambda m: jnp.sum(f(m, scale)))(logits)
+  np.testing.assert_allclose(np.asarray(g), y * (1 - y) / 0.5, rtol=1e-5)
+  with pytest.raises(ValueError, match="noise_scale must be >= 0"):
+    est.gumbel_sigmoid(KEY, logits, noise_scale=-0.5)
+
+
 @pytest.mark.parametrize("axis", [0, -1])
 def test_gumbel_softmax_relaxed_and_hard(axis):
   logits = jax.random.normal(KEY, (4, 5))

@@ -60,3 +60,23 @@ def test_numpy_scalars_are_accepted_and_bad_values_named():
     schedules.polynomial(1.5, 0, 10)
   with pytest.raises(TypeError, match="sparsity must be a real number"):
     schedules.constant("0.9")
+
+
+@pytest.mark.parametrize("shape", schedules.ANNEAL_SHAPES)
+def test_anneal_matches_its_formula_and_holds_the_ends(shape):
+  a, b, t0, t1 = 2.0, 0.05, 10, 110
+  s = jax.jit(schedules.anneal(a, b, t1, begin_step=t0, shape=shape))
+  for t in (0, 10, 35, 60, 109, 110, 500):
+    p = min(max((t - t0) / (t1 - t0), 0.0), 1.0)
+    want = {"exponential": a * (b / a) ** p, "linear": a + (b - a) * p, "step": b if t >= t1 else a}[shape]
+    assert float(s(t)) == pytest.approx(want, rel=1e-5)
+
+
+def test_anneal_errors():
+  with pytest.raises(ValueError, match="shape='cosine' is unknown"):
+    schedules.anneal(1.0, 0.1, 10, shape="cosine")
+  with pytest.raises(ValueError, match="anneal: final must be > 0.*exponential shape needs both ends > 0"):
+    schedules.anneal(1.0, 0.0, 10)
+  with pytest.raises(ValueError, match="0 <= begin_step < end_step"):
+    schedules.anneal(1.0, 0.0, 10, begin_step=10, shape="linear")
+  assert float(schedules.anneal(1.0, 0.0, 10, shape="linear")(5)) == 0.5

@@ -377,6 +377,11 @@ def test_aslp_converged_config_grid_and_matched_edge_popup(tmp_path):
   assert cfg.get_config("method=edge_popup,k=0.25").select_on == ["extracted"]
   with pytest.raises(ValueError, match=r"k='1.5'; expected edge-popup's kept fraction in \(0, 1\]"):
     cfg.get_config("method=edge_popup,k=1.5")
+  with pytest.raises(ValueError, match="remedy='noise_anneal' anneals ASLP's Gumbel-softmax"):
+    cfg.get_config("method=supermask,remedy=noise_anneal")
+  remedies = [cfg.get_config(r) for r in cfg.grid("fashion_mnist_remedies")]
+  assert [c.variant for c in remedies] == [f"fashion_mnist_sc_{r}" for r in cfg.REMEDIES if r != "none"]
+  train.validate_config(remedies[0])  # the schedules build from the config
   with pytest.raises(ValueError, match="no ASLP 'mnist_sc' summary"):
     cfg.matched_runs("mnist", str(tmp_path))
   for seed, sparsity in ((0, 0.6123), (1, 0.5877)):  # ASLP's emergent rates -> edge-popup's k

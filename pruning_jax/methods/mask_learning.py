@@ -29,9 +29,11 @@ from pruning_jax import selection as sel_lib
 from pruning_jax import validation
 from pruning_jax.estimators import aslp_sample, bernoulli_ste, hard_threshold_ste, topk_ste
 from pruning_jax.pruner import Pruner, PrunerState, no_update
+from pruning_jax.schedules import Schedule
 from pruning_jax.tree import PyTree, split_key_like
 
-Estimator = Callable[[jax.Array, jax.Array], jax.Array]  # (key, variable) -> float mask
+# (key, variable) -> float mask; with counts_steps, (key, variable, step) -> float mask
+Estimator = Callable[..., jax.Array]
 Init = float | Callable[[jax.Array, jax.Array], jax.Array]  # constant or (key, weight) -> variable
 Constant = Callable[[jax.Array], jax.Array]  # initial weight -> the layer's signed-constant magnitude
 Rescale = Literal["learned", "dynamic"] | None
@@ -145,6 +147,7 @@ def learned_mask(
   rescale: Rescale = None,
   name: str = "scores",
   stochastic: bool = False,
+  counts_steps: bool = False,
 ) -> Pruner:
   """A Pruner whose forward kernels are ``rescale * W' * estimator(key_leaf, m)`` on selected leaves.
 
@@ -169,11 +172,15 @@ def learned_mask(
     name: the key of the mask variables in ``PrunerState.learned`` (``"scores"``,
       ``"logits"``); their optax label is ``"learned"``.
     stochastic: the estimator samples, so ``apply`` needs a key whenever it uses it.
+    counts_steps: the estimator is ``(key, m, step) -> mask`` (e.g. an annealed temperature);
+      the pruner counts optimizer steps in ``buffers["step"]`` (``update`` sets it to the
+      step just taken + 1), so the forward pass of step t sees ``step = t``.
 
   Returns:
     A :class:`pruning_jax.Pruner`. State: ``variables = {name: tree}`` (plus ``"rescale"``), a
     float array per selected leaf and a 0-d zero elsewhere; ``buffers = {"constant": tree}``
-    with a signed constant (a 0-d zero, unused, on leaves without one), else ``{}``.
+    with a signed constant (a 0-d zero, unused, on leaves without one), plus ``"step"`` (int32)
+    with ``counts_steps``.
 
   Raises:
     ValueError: an unknown ``rescale`` or the reserved name ``"rescale"``.
@@ -207,7 +214,7 @@ def learned_mask(
     variables = {name: jax.tree.map(make, params, sel, keys)}
     if rescale == "learned":
       variables["rescale"] = jax.tree.map(lambda s: jnp.ones((), jnp.float32) * float(s), sel)
-    buffers = {}
+    buffers = {"step": jnp.zeros((), jnp.int32)} if counts_steps else {}
     if signed_constant is not None:
       buffers["constant"] = jax.tree.map(
         lambda p, c: jnp.asarray(signed_constant(p), jnp.float32) if c else jnp.zeros((), jnp.float32),
@@ -249,11 +256,12 @@ def learned_mask(
     if key is None:
       key = jax.random.key(0)  # a deterministic estimator ignores it
     keys = split_key_like(key, params)
+    at = (state.buffers["step"],) if counts_steps else ()
 
     def leaf(p, m, s, c, has_c, k):
       if m.ndim == 0:
         return p
-      z = estimator(k, m) if sample else final_mask(m).astype(jnp.float32)
+      z = estimator(k, m, *at) if sample else final_mask(m).astype(jnp.float32)
       return _kernel(p, z, s, c, has_c)
 
     return _leafwise(leaf, params, state, keys)
@@ -274,7 +282,11 @@ def learned_mask(
   def labels(learned):
     return {k: jax.tree.map(lambda _, k=k: "learned" if k == name else k, t) for k, t in learned.items()}
 
-  return Pruner(init_fn, apply, no_update, finalize, masks, labels)
+  def count_step(params, state, info):
+    del params
+    return state._replace(buffers={**state.buffers, "step": jnp.asarray(info.step, jnp.int32) + 1})
+
+  return Pruner(init_fn, apply, count_step if counts_steps else no_update, finalize, masks, labels)
 
 
 def _conv_kernels(params: PyTree) -> PyTree:
@@ -325,7 +337,8 @@ def straight_through_mask(
 
 def aslp(
   *,
-  temperature: float = 1.0,
+  temperature: float | Schedule = 1.0,
+  noise_scale: float | Schedule = 1.0,
   smart_rescale: bool = False,
   signed_constant: bool = False,
   signed_constant_layers: str = "conv",
@@ -340,7 +353,13 @@ def aslp(
   subnetwork.
 
   Args:
-    temperature: tau of the Gumbel-softmax (1 in the paper).
+    temperature: tau of the Gumbel-softmax (1 in the paper), or a schedule ``step -> tau``
+      (temperature annealing; with the hard straight-through sample it scales the logits'
+      gradient, not the forward mask).
+    noise_scale: the scale of the Logistic noise (1 in the paper), or a schedule ``step -> a``
+      (e.g. :func:`pruning_jax.schedules.anneal`); at 0 the forward pass is the extracted
+      subnetwork ``1[m > 0]`` with the sigmoid's straight-through gradient, a deterministic
+      fine-tune of the logits. Neither schedule is the paper's method.
     smart_rescale: one learned scalar per layer (init 1; give the ``"rescale"`` label its own
       optimizer, SGD lr 1e-3 in the paper).
     signed_constant: replace kernels by ``sign(w) * std(w)``, the empirical std of the layer's
@@ -362,9 +381,20 @@ def aslp(
     >>> sorted(state.learned), int(pruner.masks(params, state)["w"].sum())  # m = 0 keeps all
     (['logits', 'rescale'], 64)
   """
-  validation.positive(temperature, "aslp: temperature")
+  if not callable(temperature):
+    validation.positive(temperature, "aslp: temperature")
+  if not callable(noise_scale):
+    validation.positive(noise_scale, "aslp: noise_scale", allow_zero=True)
+  scheduled = callable(temperature) or callable(noise_scale)
+
+  def at(value, step):
+    return value(step) if callable(value) else value
+
+  def sample(key, m, step=0):
+    return aslp_sample(key, m, at(temperature, step), at(noise_scale, step))
+
   return learned_mask(
-    lambda key, m: aslp_sample(key, m, temperature),
+    sample,
     init=init,
     final_mask=lambda m: m >= 0,
     stochastic_eval=True,
@@ -374,6 +404,7 @@ def aslp(
     rescale="learned" if smart_rescale else None,
     name="logits",
     stochastic=True,
+    counts_steps=scheduled,
   )
 
 
