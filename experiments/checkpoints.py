@@ -105,6 +105,31 @@ def load_final(workdir: str, params, model_state):
   return loaded["params"], loaded["model_state"]
 
 
+STATE_DIR = "final_state"  # the reported checkpoint before extraction: {"params", "pruner_state"}
+
+
+def save_state(workdir: str, params, pruner_state) -> None:
+  """The reported checkpoint before extraction (the method's own forward pass, for diagnostics
+  such as experiments/aslp_gap_probe.py)."""
+  path = os.path.abspath(os.path.join(workdir, STATE_DIR))
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(path, {"params": params, "pruner_state": pruner_state}, force=True)
+
+
+def load_state(workdir: str, params, pruner_state):
+  """``(params, pruner_state)`` saved by :func:`save_state`, restored into the given shapes."""
+  path = os.path.abspath(os.path.join(workdir, STATE_DIR))
+  if not os.path.isdir(path):
+    raise FileNotFoundError(
+      f"{path} is missing: the run in {workdir} has not finished, or finished before the runner saved "
+      "its reported checkpoint's state. Fix: finish (or rerun) it with the current runner."
+    )
+  template = {"params": params, "pruner_state": pruner_state}
+  with ocp.StandardCheckpointer() as ckptr:
+    loaded = ckptr.restore(path, jax.tree.map(ocp.utils.to_shape_dtype_struct, template))
+  return loaded["params"], loaded["pruner_state"]
+
+
 def snapshot_path(workdir: str, stage: int, step: int) -> str:
   """Where the params of ``stage`` at ``step`` are kept for a later stage that rewinds to them."""
   return os.path.abspath(os.path.join(workdir, "snapshots", f"stage{stage}_step{step}"))

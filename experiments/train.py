@@ -419,13 +419,9 @@ def _stage_result(eval_step, state, params, masks, ds, config, key, name: str) -
   }
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Runs every stage of ``config`` in ``workdir``; returns (and writes) the summary."""
-  validate_config(config)
-  t0 = time.time()
-  commit = summary_lib.git_commit()  # the code this run started from
-  os.makedirs(workdir, exist_ok=True)
-  ds = data_lib.load(
+def load_dataset(config) -> data_lib.Dataset:
+  """The run's data: its dataset, seeded validation split, training subset and normalization."""
+  return data_lib.load(
     config.dataset,
     data_dir=config.get("data_dir"),
     npz=config.get("npz"),
@@ -434,6 +430,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     train_subset=config.get("train_subset"),
     normalization=tuple(map(tuple, config.normalization)) if config.get("normalization") else None,
   )
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Runs every stage of ``config`` in ``workdir``; returns (and writes) the summary."""
+  validate_config(config)
+  t0 = time.time()
+  commit = summary_lib.git_commit()  # the code this run started from
+  os.makedirs(workdir, exist_ok=True)
+  ds = load_dataset(config)
   root = jax.random.PRNGKey(config.seed)
   example = jnp.zeros((1, *ds.train_image.shape[1:]), jnp.float32)
   widths: dict[int, dict] = {}  # stage -> the widths its shrink produced
@@ -778,6 +783,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     )
     params, masks = pruner.finalize(final.params, final.pruner_state)
     ckpt_lib.save_final(workdir, params, final.model_state)
+    ckpt_lib.save_state(workdir, final.params, final.pruner_state)
     return summary_lib.write_summary(
       config,
       workdir,

@@ -349,6 +349,18 @@ def test_aslp_run_with_rescale_optimizer_reports_curve_and_sampled_test(npz, tmp
   assert 0.0 < s["sparsity"] < 1.0  # emergent: whatever fraction of logits ended below 0
   ckpt = _final_params(str(tmp_path))
   assert float(ckpt["pruner_state"]["learned"]["rescale"]["Dense_0"]["kernel"]) != 1.0
+  # the gap probe reloads the reported checkpoint before extraction and extracts it again
+  from experiments import aslp_gap_probe
+
+  probe = aslp_gap_probe.probe(c, str(tmp_path), passes=1, samples=4, z_examples=8)
+  assert probe["val_accuracy_extracted"] == pytest.approx(s["val_accuracy"])
+  assert [r["a"] for r in probe["noise_scale"]] == list(aslp_gap_probe.NOISE_SCALES)
+  assert probe["noise_scale"][-1]["std"] == 0.0  # no noise: one deterministic network
+  layers = probe["layers"]
+  assert [r["path"] for r in layers] == [f"Conv3x3_{i}/kernel" for i in range(2)] + [
+    f"Dense_{i}/kernel" for i in range(3)
+  ]
+  assert all(0 <= r["expected_disagreement"] <= 0.5 and r["z_extracted"] >= 0 < r["z_sample"] for r in layers)
 
 
 def test_patience_stops_the_stage_and_a_rerun_resumes_the_stopped_run(npz, tmp_path):

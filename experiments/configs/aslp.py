@@ -439,6 +439,10 @@ def intro_section(runs, folder) -> list[str]:
     "experiments/configs/aslp.py --grid cpu_<net> --runs runs/aslp --results experiments/results/aslp`.",
     "Choices and budget: `experiments/configs/aslp.py`.",
     "",
+    "**A short-budget study.** Every run here stops after a few hundred steps, far from the paper's",
+    "~176,000, so it tests the methods' early training, not the paper's claims at convergence; those",
+    "are tested where training can converge, in `experiments/results/aslp_converged/RESULTS.md`.",
+    "",
     "Budgets (net, epochs, training images (None: all 45k), device): "
     + "; ".join(f"{m}: {e:g} epochs, {n}, {d}" for m, e, n, d in budgets),
     "",
@@ -495,7 +499,7 @@ def gradient_scale_for(runs, folder) -> list[str]:
 
 
 REPORT = {
-  "title": "ASLP against edge-popup and supermask (CIFAR-10)",
+  "title": "ASLP against edge-popup and supermask (CIFAR-10): the short CPU-budget study",
   "study": "aslp",
   "sections": (intro_section, grid_sections, tables_section, gradient_scale_for),
 }

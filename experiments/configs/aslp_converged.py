@@ -48,6 +48,8 @@ Choices (all methods share them):
 
 from __future__ import annotations
 
+import glob
+import json
 import os
 
 import numpy as np
@@ -481,8 +483,72 @@ def claims_section(runs, folder) -> list[str]:
   ]
 
 
+def probe_section(runs, folder) -> list[str]:
+  """The gap probes (experiments/aslp_gap_probe.py) of the reference checkpoints, if run."""
+  del runs
+  probes = []
+  for path in sorted(glob.glob(os.path.join(folder, "gap_probe", "*.json"))):
+    with open(path) as f:
+      probes.append(json.load(f))
+  if not probes:
+    return []
+  scales = [r["a"] for r in probes[0]["noise_scale"]]
+  lines = [
+    "## Why the extraction falls behind: probes of the reference checkpoint",
+    "",
+    "`python -m experiments.aslp_gap_probe --from-results experiments/results/aslp_converged --runs "
+    "runs/aslp_converged --out experiments/results/aslp_converged/gap_probe`, on the validation split.",
+    "Validation accuracy (%) with the Logistic noise scaled by a (a = 1: the method's samples, mean of 5;",
+    "a = 0: the extraction):",
+    "",
+    "| run | " + " | ".join(f"a = {a:g}" for a in scales) + " |",
+    "| --- |" + " --- |" * len(scales),
+  ]
+  for p in probes:
+    lines.append(
+      f"| {p['run']} | " + " | ".join(f"{100 * r['val_accuracy']:.1f}" for r in p["noise_scale"]) + " |"
+    )
+  lines += [
+    "",
+    "Per layer: the fraction of logits with |m| < 1, the expected fraction of weights where a sample and the",
+    "extraction differ (mean min(p, 1 - p)), the accuracy (%) with only this layer extracted (the others",
+    "sampled) and only this layer sampled (the others extracted), and how typical the extraction's outputs",
+    "of this layer are among 32 samples of its mask (mean |z|; a further sample gives about 0.8):",
+    "",
+    "| run | layer | weights | undecided | expected disagreement | only this extracted | only this sampled "
+    "| z, extraction | z, a sample |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+  ]
+  for p in probes:
+    for r in p["layers"]:
+      cells = [
+        p["run"],
+        r["path"],
+        f"{r['size']:,}",
+        f"{r['undecided']:.3f}",
+        f"{r['expected_disagreement']:.3f}",
+        f"{100 * r['val_accuracy_only_this_extracted']:.1f}",
+        f"{100 * r['val_accuracy_only_this_sampled']:.1f}",
+        f"{r['z_extracted']:.2f}",
+        f"{r['z_sample']:.2f}",
+      ]
+      lines.append("| " + " | ".join(cells) + " |")
+  worst = [max(p["layers"], key=lambda r: r["z_extracted"] / r["z_sample"]) for p in probes]
+  lines += [
+    "",
+    "In each probed run the layer whose extraction is least typical of its samples: "
+    + "; ".join(
+      f"{p['run']}: {r['path']} (z {r['z_extracted']:.2f} against {r['z_sample']:.2f})"
+      for p, r in zip(probes, worst, strict=True)
+    )
+    + ".",
+    "",
+  ]
+  return lines
+
+
 REPORT = {
   "title": "ASLP, edge-popup and supermask where training converges (LeNet-300-100)",
   "study": "aslp_converged",
-  "sections": (intro_section, table_section, gap_section, claims_section),
+  "sections": (intro_section, table_section, gap_section, probe_section, claims_section),
 }
