@@ -397,13 +397,19 @@ def test_aslp_converged_config_grid_and_matched_edge_popup(tmp_path):
   with pytest.raises(ValueError, match="no ASLP 'mnist_sc' summary"):
     cfg.matched_runs("mnist", str(tmp_path))
   for seed, sparsity in ((0, 0.6123), (1, 0.5877)):  # ASLP's emergent rates -> edge-popup's k
-    summary = {"study": "aslp_converged", "method": "aslp", "variant": "mnist_sc", "seed": seed}
+    summary = {
+      "study": "aslp_converged",
+      "method": "aslp",
+      "model": "lenet300100",
+      "variant": "mnist_sc",
+      "seed": seed,
+    }
     (tmp_path / f"a{seed}.json").write_text(
       json.dumps({**summary, "sparsity": sparsity, "test_accuracy": 0.9})
     )
   assert cfg.matched_runs("mnist", str(tmp_path)) == [
-    "method=edge_popup,dataset=mnist,wr=0,sc=1,k=0.388,seed=0",
-    "method=edge_popup,dataset=mnist,wr=0,sc=1,k=0.412,seed=1",
+    "method=edge_popup,model=lenet300100,dataset=mnist,wr=0,sc=1,k=0.388,seed=0",
+    "method=edge_popup,model=lenet300100,dataset=mnist,wr=0,sc=1,k=0.412,seed=1",
   ]
 
 

@@ -17,7 +17,8 @@ Keys of the argument (comma-separated ``key=value``):
   da      1: random crop (pad 4) + horizontal flip on the training split
   seed    the run's seed (init, mask samples, data order and the 45k/5k split)
   epochs  the epoch budget (default: the CPU budget below)
-  budget  cpu (default) | full (the reference's 1000-epoch cap; GPU only) | smoke (seconds)
+  budget  cpu (default) | full (the reference's protocol: up to 1000 epochs, patience 100 on the
+          sampled validation accuracy, both checkpoint choices reported; GPU only) | smoke
 
 Choices the paper leaves open or that this reimplementation makes (all methods share them):
 - Nets: Conv2/4/6 with frozen He-normal (fan_in) kernels and frozen PyTorch-default biases
@@ -124,6 +125,10 @@ def get_config(arg: str = ""):
   mask_opt = SCORES_SGD if o["method"] == "edge_popup" else MASK_SGD
   extra = {"rescale": RESCALE_SGD} if (o["method"] == "aslp" and o["wr"] == "1") else {}
   c.stages = [stage(o["method"], epochs, pruner(o), FROZEN, mask_opt, extra)]
+  if o["budget"] == "full":  # the reference's protocol, as experiments/configs/aslp_converged.py
+    c.stages[0].patience = 100
+    c.select_on = ["forward", "extracted"] if o["method"] != "edge_popup" else ["extracted"]
+    c.learned_stats = [0.5, 1.0, 2.0, 4.0]
   c.checkpoint_every_steps = 100
   c.log_every_steps = 25
   if o["budget"] == "smoke":

@@ -182,9 +182,10 @@ SEED0_ONLY = (
 
 
 def grid(name: str) -> list[str]:
-  """``<dataset>``: the headline cells for seeds 0, 1, 2 and the rest for seed 0, seed 0 first
-  (a partial sweep already compares every method); ``<dataset>_remedies``: ASLP SC with each
-  remedy (seed 0); ``smoke``: one tiny run per method.
+  """``<dataset>``: LeNet-300-100, the headline cells for seeds 0, 1, 2 and the rest for seed 0,
+  seed 0 first (a partial sweep already compares every method); ``conv2_<dataset>``: the same
+  on Conv2 (GPU-sized); ``..._remedies``: ASLP SC with each remedy (seed 0); ``smoke``: one
+  tiny run per method.
 
   Edge-popup at ASLP's emergent rate is its own grid, ``<dataset>_matched``: it reads the
   collected ASLP summaries (experiments/results/aslp_converged) for the kept fraction, so it
@@ -192,37 +193,44 @@ def grid(name: str) -> list[str]:
   """
   if name == "smoke":
     return [f"method={m},dataset=mnist,sc=1,budget=smoke" for m in ("aslp", "supermask", "edge_popup")]
-  dataset = name.removesuffix("_matched").removesuffix("_remedies")
+  base = name.removesuffix("_matched").removesuffix("_remedies")
+  model = "conv2" if base.startswith("conv2_") else "lenet300100"
+  dataset = base.removeprefix("conv2_")
   if dataset not in DATASETS:
     raise ValueError(
-      f"aslp_converged grid {name!r} is unknown; expected <dataset> ({', '.join(DATASETS)}), "
-      "<dataset>_matched, <dataset>_remedies or smoke."
+      f"aslp_converged grid {name!r} is unknown; expected [conv2_]<dataset> ({', '.join(DATASETS)}), "
+      "optionally with _matched or _remedies, or smoke."
     )
-  if name == f"{dataset}_remedies":
-    return [f"method=aslp,dataset={dataset},sc=1,remedy={r},seed=0" for r in REMEDIES if r != "none"]
-  if name != dataset:
-    return matched_runs(dataset)
+  net = f"model={model},dataset={dataset}"
+  if name.endswith("_remedies"):
+    return [f"method=aslp,{net},sc=1,remedy={r},seed=0" for r in REMEDIES if r != "none"]
+  if name.endswith("_matched"):
+    return matched_runs(dataset, model=model)
   cells = [(cell, 0) for cell in HEADLINE + SEED0_ONLY] + [(cell, s) for s in (1, 2) for cell in HEADLINE]
-  return [f"method={m},dataset={dataset},wr={wr},sc={sc},k={k},seed={s}" for (m, wr, sc, k), s in cells]
+  return [f"method={m},{net},wr={wr},sc={sc},k={k},seed={s}" for (m, wr, sc, k), s in cells]
 
 
 RESULTS = "experiments/results/aslp_converged"
 
 
-def matched_runs(dataset: str, folder: str = RESULTS) -> list[str]:
+def matched_runs(dataset: str, folder: str = RESULTS, *, model: str = "lenet300100") -> list[str]:
   """Edge-popup (SC) at the kept fraction each seed's ASLP SC run reached (extracted m >= 0)."""
   runs = [
     s
     for s in report.load_summaries(folder)
-    if s["method"] == "aslp" and s["variant"] == f"{dataset}_sc" and s["study"] == "aslp_converged"
+    if s["method"] == "aslp"
+    and s["variant"] == f"{dataset}_sc"
+    and s["study"] == "aslp_converged"
+    and s["model"] == model
   ]
   if not runs:
     raise ValueError(
       f"aslp_converged grid {dataset}_matched: no ASLP '{dataset}_sc' summary in {folder} yet; run the "
       f"{dataset} grid's ASLP cells first."
     )
+  net = f"model={model},dataset={dataset}"
   return [
-    f"method=edge_popup,dataset={dataset},wr=0,sc=1,k={1.0 - s['sparsity']:.3f},seed={s['seed']}"
+    f"method=edge_popup,{net},wr=0,sc=1,k={1.0 - s['sparsity']:.3f},seed={s['seed']}"
     for s in sorted(runs, key=lambda s: s["seed"])
   ]
 
@@ -251,11 +259,20 @@ def protocol(s: dict, name: str) -> dict:
   }
 
 
+def setting(s: dict) -> str:
+  """The net and dataset a run trains: ``'mnist'`` (LeNet-300-100), ``'conv2/fashion_mnist'``."""
+  return s["dataset"] if s["model"] == "lenet300100" else f"{s['model']}/{s['dataset']}"
+
+
+def settings(runs) -> list[str]:
+  return sorted({setting(s) for s in runs})
+
+
 def cell(s: dict) -> tuple[str, str, str]:
-  """``(dataset, method, variant)``: ``('mnist', 'edge_popup', 'sc k=0.500')``."""
+  """``(setting, method, variant)``: ``('mnist', 'edge_popup', 'sc k=0.500')``."""
   variant = s["variant"].removeprefix(s["dataset"] + "_")
   base, _, k = variant.partition("_k")
-  return s["dataset"], s["method"], base + (f" k={k}" if k else "")
+  return setting(s), s["method"], base + (f" k={k}" if k else "")
 
 
 def _groups(runs) -> dict[tuple[str, str, str], list[dict]]:
@@ -317,10 +334,8 @@ def table_section(runs, folder) -> list[str]:
   del folder
   lines = []
   groups = _groups(runs)
-  for dataset in DATASETS:
+  for dataset in settings(runs):
     keys = [k for k in groups if k[0] == dataset]
-    if not keys:
-      continue
     lines += [
       f"## {dataset}: test accuracy (%) under both protocols (mean +- std over seeds)",
       "",
@@ -388,8 +403,8 @@ def _logit_plots(runs, folder) -> list[str]:
   """Per dataset, the fraction of logits with |m| above 1 and 4 per layer over training (ASLP SC,
   the lowest seed), beside its sampled and extracted validation accuracy."""
   lines = []
-  for dataset in DATASETS:
-    pick = [s for s in runs if s["dataset"] == dataset and s["method"] == "aslp" and cell(s)[2] == "sc"]
+  for dataset in settings(runs):
+    pick = [s for s in runs if setting(s) == dataset and s["method"] == "aslp" and cell(s)[2] == "sc"]
     pick = [s for s in pick if any("learned_abs_above" in r for r in s["val_curve"])]
     if not pick:
       continue
@@ -410,7 +425,7 @@ def _logit_plots(runs, folder) -> list[str]:
     ax2.set_ylabel("validation accuracy")
     ax2.grid(alpha=0.3)
     ax2.legend(fontsize=8)
-    name = f"logits_{dataset}.png"
+    name = f"logits_{dataset.replace('/', '_')}.png"
     report.save_figure(fig, ax1, os.path.join(folder, name), fontsize=7)
     lines += [f"![logit spread and validation accuracy, {dataset}]({name})", ""]
   return lines
@@ -424,9 +439,7 @@ def claims_section(runs, folder) -> list[str]:
   def seeds(key, name, field="test_accuracy"):
     return {s["seed"]: protocol(s, name)[field] for s in groups.get(key, [])}
 
-  for dataset in DATASETS:
-    if not any(k[0] == dataset for k in groups):
-      continue
+  for dataset in settings(runs):
     for name, label in (("forward", "reference protocol"), ("extracted", "ours")):
       aslp_sc = seeds((dataset, "aslp", "sc"), name)
       eps = sorted(k for k in groups if k[:2] == (dataset, "edge_popup") and k[2].startswith("sc k="))
@@ -465,7 +478,7 @@ def claims_section(runs, folder) -> list[str]:
     gaps = [
       protocol(s, "forward")["test_accuracy_sampled_mean"] - protocol(s, "forward")["test_accuracy"]
       for s in runs
-      if s["dataset"] == dataset and s["method"] == "aslp" and "protocols" in s
+      if setting(s) == dataset and s["method"] == "aslp" and "protocols" in s
     ]
     if gaps:
       out.append(
