@@ -65,31 +65,49 @@ def ordered_keys(x: jax.Array) -> jax.Array:
   return jnp.where(jnp.isnan(x), jnp.zeros((), utype), keys)
 
 
-_BLOCK = 1024  # group arrays are padded to whole blocks (for the two-level tie search)
 _SAMPLE_ABOVE = 1 << 17  # groups this large get their bisection range bracketed from a sample
 _SAMPLE_SIZE = 1 << 15
 
-
-def _counts(keys: Sequence[jax.Array], cmp, t: jax.Array) -> jax.Array:
-  return jnp.stack([jnp.sum(cmp(kk, t[g]), dtype=jnp.int32) for g, kk in enumerate(keys)])
+Group = list[jax.Array]  # the key arrays of one threshold group, each in its leaf's own shape
 
 
-def _kth_key(keys: Sequence[jax.Array], k: jax.Array, lo: jax.Array, hi: jax.Array) -> jax.Array:
+def _count(group: Group, cmp, t: jax.Array) -> jax.Array:
+  # one reduction per leaf: on sharded leaves each is a local count and an all-reduce of a scalar
+  return sum((jnp.sum(cmp(kk, t), dtype=jnp.int32) for kk in group), jnp.zeros((), jnp.int32))
+
+
+def _counts(groups: Sequence[Group], cmp, t: jax.Array) -> jax.Array:
+  return jnp.stack([_count(g, cmp, t[i]) for i, g in enumerate(groups)])
+
+
+def _kth_key(groups: Sequence[Group], k: jax.Array, lo: jax.Array, hi: jax.Array) -> jax.Array:
   """Smallest key T per group with count(key <= T) >= k, searched in [lo, hi] by bisection."""
 
   def step(carry):
     lo, hi = carry
     mid = lo + (hi - lo) // 2
-    enough = _counts(keys, jnp.less_equal, mid) >= k
+    enough = _counts(groups, jnp.less_equal, mid) >= k
     return jnp.where(enough, lo, mid + 1), jnp.where(enough, mid, hi)
 
   return lax.while_loop(lambda c: jnp.any(c[0] < c[1]), step, (lo, hi))[1]
 
 
-def _bracket(keys, k, sizes, utype):
+def _lattice_sample(x: jax.Array, stride: int) -> jax.Array:
+  """About ``x.size / stride`` entries of ``x`` on a strided lattice, taken in ``x``'s own shape
+  (no flattening, so a sharded ``x`` gives a sample sharded the same way): the largest axes
+  are strided first."""
+  strides = [1] * x.ndim
+  left = stride
+  for axis in sorted(range(x.ndim), key=lambda a: -x.shape[a]):
+    strides[axis] = max(1, min(x.shape[axis], left))
+    left = max(1, left // strides[axis])
+  return x[tuple(slice(None, None, st) for st in strides)]
+
+
+def _bracket(groups: Sequence[Group], k, sizes, utype):
   """[lo, hi] that contains T for each group, from an exact quantile bracket of a strided sample
   (verified on the full data in one pass; a failed side falls back to the full range)."""
-  n_groups = len(keys)
+  n_groups = len(groups)
   top = jnp.asarray(jnp.iinfo(utype).max, utype)
   lo = jnp.zeros(n_groups, utype)
   hi = jnp.full(n_groups, top, utype)
@@ -98,8 +116,8 @@ def _bracket(keys, k, sizes, utype):
     return lo, hi
   samples, ranks = [], []
   for g in big:
-    sample = keys[g][: sizes[g]][:: sizes[g] // _SAMPLE_SIZE]
-    n = sample.size
+    sample = [_lattice_sample(kk, max(1, sizes[g] // _SAMPLE_SIZE)) for kk in groups[g]]
+    n = sum(int(x.size) for x in sample)
     p = jnp.clip(k[g].astype(jnp.float32) / sizes[g], 0.0, 1.0)
     margin = 6.0 * jnp.sqrt(n * p * (1.0 - p)) + 2.0
     samples += [sample, sample]  # one search for both ends of the bracket
@@ -110,26 +128,48 @@ def _bracket(keys, k, sizes, utype):
   ends = _kth_key(samples, ranks, jnp.zeros(len(samples), utype), jnp.full(len(samples), top, utype))
   lo_key, hi_key = ends[0::2], ends[1::2]
   kb = k[jnp.asarray(big)]
-  below = jnp.stack([jnp.sum(keys[g] < lo_key[i], dtype=jnp.int32) for i, g in enumerate(big)])
-  upto = jnp.stack([jnp.sum(keys[g] <= hi_key[i], dtype=jnp.int32) for i, g in enumerate(big)])
+  below = jnp.stack([_count(groups[g], jnp.less, lo_key[i]) for i, g in enumerate(big)])
+  upto = jnp.stack([_count(groups[g], jnp.less_equal, hi_key[i]) for i, g in enumerate(big)])
   idx = jnp.asarray(big)
   lo = lo.at[idx].set(jnp.where(below < kb, lo_key, jnp.zeros((), utype)))
   hi = hi.at[idx].set(jnp.where(upto >= kb, hi_key, top))
   return lo, hi
 
 
-def _tie_cut(tie: jax.Array, n_keep: jax.Array) -> jax.Array:
-  """Index J such that exactly ``n_keep`` True entries of ``tie`` lie before J (two-level: block
-  counts, then a cumsum inside one block; a flat cumsum is several passes on XLA:CPU)."""
-  blocks = tie.reshape(-1, _BLOCK)
-  cum = jnp.cumsum(jnp.sum(blocks, axis=1, dtype=jnp.int32))
-  b = jnp.sum(cum < n_keep, dtype=jnp.int32)  # the block holding the n_keep-th tie
-  before = jnp.where(b > 0, cum[jnp.maximum(b - 1, 0)], 0)
-  inner = jnp.cumsum(
-    lax.dynamic_index_in_dim(blocks, jnp.minimum(b, blocks.shape[0] - 1), 0, False), dtype=jnp.int32
-  )
-  p = jnp.sum(inner < n_keep - before, dtype=jnp.int32)
-  return jnp.where(n_keep > 0, b * _BLOCK + p + 1, 0)
+def _flat_index(shape: tuple[int, ...]) -> jax.Array:
+  """Row-major position of every entry, built in ``shape`` (elementwise: shards like the leaf)."""
+  idx = jnp.zeros(shape, jnp.int32)
+  stride = 1
+  for axis in reversed(range(len(shape))):
+    idx = idx + lax.broadcasted_iota(jnp.int32, shape, axis) * stride
+    stride *= shape[axis]
+  return idx
+
+
+def _tie_cuts(group: Group, t: jax.Array, keep_tied: jax.Array) -> list[jax.Array]:
+  """Per leaf of the group, the row-major index before which its ties at ``t`` are kept, so that
+  exactly ``keep_tied`` ties survive, the earliest in (leaf, row-major) order: the leaves before
+  the cut keep all their ties, those after none, and the one the cut falls in is searched by
+  bisection over its index (counts only, no cumulative sum over the data)."""
+  tied = [kk == t for kk in group]
+  n_tied = jnp.stack([jnp.sum(x, dtype=jnp.int32) for x in tied])
+  before = jnp.cumsum(n_tied) - n_tied
+  want = jnp.clip(keep_tied - before, 0, n_tied)  # ties each leaf keeps
+  index = [_flat_index(x.shape) for x in tied]
+  sizes = jnp.asarray([x.size for x in tied], jnp.int32)
+
+  def step(carry):
+    lo, hi = carry
+    mid = lo + (hi - lo) // 2
+    n = jnp.stack(
+      [jnp.sum(x & (i < mid[j]), dtype=jnp.int32) for j, (x, i) in enumerate(zip(tied, index, strict=True))]
+    )
+    enough = n >= want
+    return jnp.where(enough, lo, mid + 1), jnp.where(enough, mid, hi)
+
+  # smallest J with count(tie & index < J) >= want: 0 where nothing is kept
+  cut = lax.while_loop(lambda c: jnp.any(c[0] < c[1]), step, (jnp.zeros_like(sizes), sizes))[1]
+  return [cut[j] for j in range(len(group))]
 
 
 def removal_keep_masks(
@@ -138,6 +178,10 @@ def removal_keep_masks(
   groups: Sequence[int] | None = None,
 ) -> list[jax.Array]:
   """Keep-masks that remove exactly ``n_remove[g]`` lowest scores within each group.
+
+  Every pass over the data is a per-leaf count in the leaf's own shape, so scores sharded over a
+  mesh give masks sharded the same way and move only counts between devices (all-reduces of
+  scalars); no leaf is flattened, concatenated or gathered.
 
   Args:
     scores: floating arrays (any shapes, any float dtype).
@@ -170,43 +214,36 @@ def _removal_keep_masks(scores, n_remove, groups):
   if any(s.dtype == jnp.float64 for s in scores):  # compare everything in one key space
     scores = [s.astype(jnp.float64) for s in scores]
   members = [[i for i, g in enumerate(groups) if g == gid] for gid in range(n_groups)]
-  sizes = [sum(scores[i].size for i in m) for m in members]
-  if max(sizes) > _INDEX_LIMIT - _BLOCK:
+  sizes = [sum(int(scores[i].size) for i in m) for m in members]
+  if max(sizes) > _INDEX_LIMIT:
     raise ValueError(
       f"A threshold group holds {max(sizes)} units, more than int32 indexes. Fix: use "
       "scope='layer' or split the selection."
     )
-  # One flat key array per group, padded to whole blocks with the smallest key (0). The pads
-  # sit at the end, so they are the first removed among ties: removing n + pad keeps exactly
-  # what removing n would.
-  pads = [-n % _BLOCK for n in sizes]
-  leaf_keys = [ordered_keys(s).reshape(-1) for s in scores]
-  utype = leaf_keys[0].dtype
-  keys = [
-    jnp.concatenate([leaf_keys[i] for i in m] + [jnp.zeros(pad, utype)])
-    for m, pad in zip(members, pads, strict=True)
-  ]
-  k = n_remove.reshape(n_groups) + jnp.asarray(pads, jnp.int32)
-  padded = [n + pad for n, pad in zip(sizes, pads, strict=True)]
+  keys = [ordered_keys(s) for s in scores]
+  utype = keys[0].dtype
+  by_group = [[keys[i] for i in m] for m in members]
+  k = n_remove.reshape(n_groups)
 
-  lo, hi = _bracket(keys, k, padded, utype)
-  t = _kth_key(keys, k, lo, hi)
-  n_below = _counts(keys, jnp.less, t)
-  n_tied = _counts(keys, jnp.equal, t)
+  lo, hi = _bracket(by_group, k, sizes, utype)
+  t = _kth_key(by_group, k, lo, hi)
+  n_below = _counts(by_group, jnp.less, t)
+  n_tied = _counts(by_group, jnp.equal, t)
   keep_tied = n_tied - (k - n_below)  # ties at T that survive: the earliest ones
 
   def cuts(_):
-    return jnp.stack([_tie_cut(kk == t[g], keep_tied[g]) for g, kk in enumerate(keys)])
+    return [jnp.stack(_tie_cuts(g, t[gid], keep_tied[gid])) for gid, g in enumerate(by_group)]
+
+  def no_cuts(_):  # no tie straddles T: every tie at T is removed
+    return [jnp.zeros(len(m), jnp.int32) for m in members]
 
   # Usually no tie straddles T (keep_tied == 0 everywhere): skip the tie search.
-  cut = lax.cond(jnp.any(keep_tied > 0), cuts, lambda _: jnp.zeros(n_groups, jnp.int32), None)
+  cut = lax.cond(jnp.any(keep_tied > 0), cuts, no_cuts, None)
   out: list[jax.Array] = [None] * len(scores)  # type: ignore[list-item]
-  for g, (kk, m) in enumerate(zip(keys, members, strict=True)):
-    keep = (kk > t[g]) | ((kk == t[g]) & (jnp.arange(kk.size, dtype=jnp.int32) < cut[g]))
-    offset = 0
-    for i in m:
-      out[i] = keep[offset : offset + scores[i].size].reshape(scores[i].shape)
-      offset += scores[i].size
+  for gid, m in enumerate(members):
+    for j, i in enumerate(m):
+      kk = keys[i]
+      out[i] = (kk > t[gid]) | ((kk == t[gid]) & (_flat_index(kk.shape) < cut[gid][j]))
   return out
 
 
