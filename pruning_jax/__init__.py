@@ -3,7 +3,8 @@
 Masks are pytrees that sit next to params, estimators are pure array functions, penalties are
 optax transforms. Submodules: ``tree``, ``selection``, ``thresholds``, ``structures``,
 ``estimators``, ``criteria``, ``schedules``, ``distributions``, ``transforms``, ``accounting``,
-``surgery`` (channel groups and shrinking) and ``structured`` (channel scores and targets).
+``surgery`` (channel groups and shrinking), ``structured`` (channel scores and targets) and
+``sharding`` (pruning state sharded like the params).
 """
 
 from pruning_jax import (
@@ -12,8 +13,10 @@ from pruning_jax import (
   distributions,
   estimators,
   methods,
+  oneshot,
   schedules,
   selection,
+  sharding,
   structured,
   structures,
   surgery,
@@ -50,6 +53,7 @@ from pruning_jax.masks import (
   shuffle_masks,
   sparsity,
 )
+from pruning_jax.oneshot import prune
 from pruning_jax.pruner import InitContext, Pruner, PrunerState, StepInfo
 from pruning_jax.selection import exclude_first, exclude_last, select
 from pruning_jax.structures import Structure, blocks, channels, nm, unstructured
@@ -109,12 +113,15 @@ __all__ = [
   "methods",
   "mean_gate_penalty",
   "nm",
+  "oneshot",
   "param_use_order",
+  "prune",
   "reparam_gate",
   "reset_regrown",
   "schedules",
   "select",
   "selection",
+  "sharding",
   "sparsity",
   "straight_through",
   "structured",

@@ -560,13 +560,90 @@ def data_parallel(mesh: jax.sharding.Mesh, axis: str = "data"):
   return replicate, shard_batch
 
 
+class Sharded(NamedTuple):
+  """A sharded train state and the step that keeps it so (:func:`sharded`)."""
+
+  state: TrainState
+  shardings: TrainState  # a NamedSharding per leaf of ``state``
+  step: Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]
+
+
+def sharded(
+  key: jax.Array,
+  model_variables: Mapping[str, PyTree],
+  pruner: Pruner,
+  tx: optax.GradientTransformation,
+  apply_fn: ApplyFn,
+  param_shardings: PyTree,
+  batch_sharding: jax.sharding.Sharding,
+  *,
+  context: InitContext | None = None,
+  task: Task | None = None,
+  update: bool = True,
+) -> Sharded:
+  """Fully sharded training: the initial state and a jitted step, every sharding derived from
+  the params' own (:func:`pruning_jax.sharding.shardings_like`).
+
+  Masks, scores, logits, buffers and optimizer moments of a weight take that weight's
+  sharding; counters and per-layer scalars are replicated. The state is built inside ``jit``
+  directly onto those shardings (no replicated copy first), and the step's inputs and outputs
+  keep them, so FSDP or FSDP x tensor parallelism over a mesh needs no partition spec for
+  any pruner state.
+
+  Args:
+    key: PRNG key of the run.
+    model_variables: ``{"params": ..., **other collections}`` (e.g. ``model.init(...)``).
+    pruner: the method.
+    tx: the optimizer (:func:`optimizer`).
+    apply_fn: the model's :data:`ApplyFn`.
+    param_shardings: a ``NamedSharding`` per param (e.g. :func:`pruning_jax.sharding.fsdp`).
+    batch_sharding: where batches go (e.g. split over the data axis).
+    context: the pruner's :class:`pruning_jax.InitContext`, if it needs one.
+    task: the loss (default: classification).
+    update: run ``pruner.update`` in the step (see :func:`make_train_step`).
+
+  Returns:
+    A :class:`Sharded` ``(state, shardings, step)``; ``step(state, batch)`` is jitted.
+
+  Example:
+    >>> import flax.linen as nn, jax, jax.numpy as jnp, numpy as np, optax
+    >>> import pruning_jax as pj
+    >>> mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
+    >>> model = nn.Dense(4)
+    >>> v = model.init(jax.random.key(0), jnp.ones((1, 8)))
+    >>> pruner = pj.methods.magnitude_pruning(0.5)
+    >>> tx = optimizer(optax.sgd(0.1), pruner=pruner)
+    >>> param_shardings = pj.sharding.fsdp(v["params"], mesh, min_elements=1)
+    >>> batches = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    >>> run = sharded(jax.random.key(1), v, pruner, tx, linen_apply(model), param_shardings, batches)
+    >>> run.shardings.pruner_state.buffers.masks["kernel"].spec
+    P('data', None)
+  """
+  from pruning_jax import sharding as sharding_lib  # sharding is a leaf module; keep imports one-way
+
+  def init(k, v):
+    return init_train_state(k, v, pruner, tx, context)
+
+  shapes = jax.eval_shape(init, key, model_variables)
+  shardings = sharding_lib.shardings_like(shapes, model_variables["params"], param_shardings)
+  state = jax.jit(init, out_shardings=shardings)(key, model_variables)
+  step = jax.jit(
+    make_train_step(apply_fn, pruner, tx, task, update=update),
+    in_shardings=(shardings, batch_sharding),
+    out_shardings=(shardings, None),
+  )
+  return Sharded(state, shardings, step)
+
+
 __all__ = [
   "ApplyFn",
+  "Sharded",
   "Task",
   "TrainState",
   "classification",
   "data_parallel",
   "evaluated_sparsity",
+  "sharded",
   "train_step_for",
   "init_context",
   "init_train_state",
