@@ -185,7 +185,14 @@ def shard(tree: PyTree, shardings: PyTree) -> PyTree:
 
 
 class Collective(NamedTuple):
-  """One collective of a compiled program: its op and how many elements it produces."""
+  """One collective of a compiled program.
+
+  Attributes:
+    op: ``"all-gather"``, ``"all-reduce"``, ``"all-to-all"``, ``"collective-permute"`` or
+      ``"reduce-scatter"``.
+    elements: how many elements it produces (summed over a tuple result).
+    shape: its result type as the HLO prints it.
+  """
 
   op: str
   elements: int

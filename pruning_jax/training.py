@@ -561,7 +561,13 @@ def data_parallel(mesh: jax.sharding.Mesh, axis: str = "data"):
 
 
 class Sharded(NamedTuple):
-  """A sharded train state and the step that keeps it so (:func:`sharded`)."""
+  """A sharded train state and the step that keeps it so (:func:`sharded`).
+
+  Attributes:
+    state: the initial :class:`TrainState`, each leaf on its sharding.
+    shardings: a ``NamedSharding`` per leaf of ``state`` (a ``TrainState`` of shardings).
+    step: the jitted ``(state, batch) -> (state, metrics)`` with those in- and out-shardings.
+  """
 
   state: TrainState
   shardings: TrainState  # a NamedSharding per leaf of ``state``
@@ -617,7 +623,7 @@ def sharded(
     >>> batches = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
     >>> run = sharded(jax.random.key(1), v, pruner, tx, linen_apply(model), param_shardings, batches)
     >>> run.shardings.pruner_state.buffers.masks["kernel"].spec
-    P('data', None)
+    P('data',)
   """
   from pruning_jax import sharding as sharding_lib  # sharding is a leaf module; keep imports one-way
 

@@ -73,7 +73,8 @@ def sgd(lr, momentum, values, grads, buffers):
   return [v - lr * b for v, b in zip(values, buffers, strict=True)], buffers
 
 
-@pytest.mark.parametrize("sc, wr", [(False, False), (True, True)])
+# the plain variant in the slow suite: (True, True) covers every term of the plain one
+@pytest.mark.parametrize("sc, wr", [pytest.param(False, False, marks=pytest.mark.slow), (True, True)])
 def test_two_train_steps_equal_the_reference_semantics(sc, wr):
   model = MLP()
   x = np.asarray(jax.random.normal(jax.random.key(1), (BATCH, IN)))

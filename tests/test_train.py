@@ -136,6 +136,7 @@ def _narrower_from_scratch(npz, **overrides):
   return c
 
 
+@pytest.mark.slow  # make test time; a rebuilt model resumes in test_a_shrink_stage_goes_on_...(fast)
 def test_a_stage_trains_a_narrower_model_from_scratch_and_resumes_exactly(npz, tmp_path):
   full = train.train_and_evaluate(_narrower_from_scratch(npz), str(tmp_path / "full"))
   part = tmp_path / "part"
@@ -305,7 +306,7 @@ def test_augment_and_order_are_seeded():
   assert o.shape == (3, 32) and len(set(np.asarray(o).ravel().tolist())) == 96
 
 
-def test_aslp_run_with_rescale_optimizer_reports_curve_and_sampled_test(npz, tmp_path):
+def _aslp_run(npz, tmp_path):
   mask_sgd = {"name": "sgd", "lr": 50.0, "momentum": 0.9}
   rescale_sgd = {"name": "sgd", "lr": 1e-3, "momentum": 0.9}
   c = tiny_config(
@@ -349,9 +350,18 @@ def test_aslp_run_with_rescale_optimizer_reports_curve_and_sampled_test(npz, tmp
   assert 0.0 < s["sparsity"] < 1.0  # emergent: whatever fraction of logits ended below 0
   ckpt = _final_params(str(tmp_path))
   assert float(ckpt["pruner_state"]["learned"]["rescale"]["Dense_0"]["kernel"]) != 1.0
-  # the gap probe reloads the reported checkpoint before extraction and extracts it again
+  return c, s
+
+
+def test_aslp_run_with_rescale_optimizer_reports_curve_and_sampled_test(npz, tmp_path):
+  _aslp_run(npz, tmp_path)
+
+
+@pytest.mark.slow  # make test time: the probe compiles a forward pass per noise scale and layer
+def test_the_gap_probe_reextracts_the_reported_checkpoint(npz, tmp_path):
   from experiments import aslp_gap_probe
 
+  c, s = _aslp_run(npz, tmp_path)
   probe = aslp_gap_probe.probe(c, str(tmp_path), passes=1, samples=4, z_examples=8)
   assert probe["val_accuracy_extracted"] == pytest.approx(s["val_accuracy"])
   assert [r["a"] for r in probe["noise_scale"]] == list(aslp_gap_probe.NOISE_SCALES)
