@@ -33,6 +33,8 @@ bench: $(STAMP)
 	$(PY) -m experiments.bench.mask_cost --json experiments/results/init_lottery/mask_cost.json
 	mkdir -p experiments/results/bench_sparse_step
 	$(PY) -m experiments.bench.sparse_step --json experiments/results/bench_sparse_step/summary.json
+	mkdir -p experiments/results/bench_state_bytes
+	$(PY) -m experiments.bench.state_bytes --json experiments/results/bench_state_bytes/summary.json
 
 run: $(STAMP)
 	$(PY) -m experiments.sweep --config experiments/configs/quickstart.py --grid main \

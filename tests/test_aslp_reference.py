@@ -165,3 +165,28 @@ def test_annealed_noise_counts_steps_and_ends_on_the_extracted_network():
   y = jax.nn.sigmoid(state.pruner_state.learned["logits"]["Dense_1"]["kernel"] / tau)
   want = state.params["Dense_1"]["kernel"] * y * (1 - y) / tau
   np.testing.assert_allclose(grads["Dense_1"]["kernel"], want, rtol=1e-5, atol=1e-7)
+
+
+def test_bfloat16_logits_halve_the_state_and_stay_bfloat16_through_a_step():
+  model = MLP()
+  variables = model.init(jax.random.key(0), jnp.zeros((1, IN)))
+  batch = {"image": jax.random.normal(jax.random.key(1), (BATCH, IN)), "label": jnp.array([0, 2, 1, 1, 0])}
+
+  def run(dtype):
+    pruner = pj.methods.aslp(signed_constant=True, signed_constant_layers="all", dtype=dtype)
+    tx = training.optimizer(optax.set_to_zero(), optax.sgd(50.0, momentum=0.9), pruner=pruner)
+    state = training.init_train_state(jax.random.key(2), variables, pruner, tx)
+    state, metrics = jax.jit(training.make_train_step(training.linen_apply(model), pruner, tx))(state, batch)
+    return state, float(metrics["loss"])
+
+  full, loss32 = run(jnp.float32)
+  half, loss16 = run("bfloat16")
+  kernels = [x for x in jax.tree.leaves(half.pruner_state.learned) if x.ndim]
+  assert kernels and all(x.dtype == jnp.bfloat16 for x in kernels)
+  moments = [x for x in jax.tree.leaves(half.opt_state) if getattr(x, "ndim", 0) == 2]
+  assert moments and all(x.dtype == jnp.bfloat16 for x in moments)  # the momentum follows the logits
+  nbytes = lambda t: sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(t) if x.ndim)  # noqa: E731
+  assert nbytes(half.pruner_state.learned) * 2 == nbytes(full.pruner_state.learned)
+  assert loss16 == pytest.approx(loss32, rel=1e-2)  # step 0: m = 0 exactly in both; same noise
+  with pytest.raises(ValueError, match="dtype='int8' is not a floating dtype"):
+    pj.methods.aslp(dtype="int8")

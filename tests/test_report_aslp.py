@@ -127,10 +127,12 @@ def test_converged_report_puts_both_protocols_side_by_side(tmp_path):
     _converged("aslp", "sc", 1, (0.74, 60), (0.82, 30), 0.96, 160),
     _converged("aslp", "wr+sc", 0, (0.72, 40), (0.81, 25), 0.95, 140),
     _converged("edge_popup", "sc_k0.500", 0, (0.90, 70), (0.90, 70), None, 170),
+    _converged("edge_popup", "sc_k0.500_bf16", 0, (0.88, 70), (0.88, 70), None, 170),
   ]
   for i, s in enumerate(runs):
     (tmp_path / f"{i}.json").write_text(json.dumps(s))
   text = report.render(str(tmp_path), aslp_converged.REPORT)
+  assert "mnist, ours: edge_popup SC with bfloat16 - float32 mask variables = -2.0 points." in text
   assert (
     "| aslp | sc | 0,1 | 155 | 96.0 +- 0.0 (n=2) | 72.0 +- 2.0 (n=2) | 0.5000 | 55 | 81.0 +- 1.0 (n=2) "
     "| 90.0 +- 0.0 (n=2) | 0.4000 | 25 |" in text
@@ -144,5 +146,5 @@ def test_converged_report_puts_both_protocols_side_by_side(tmp_path):
     "sampled test accuracy exceeds its extracted one by +23.7 points on average over 3 runs "
     "(min +22.0, max +26.0)" in text
   )
-  assert "4 of 4 runs stopped by patience" in text
+  assert "5 of 5 runs stopped by patience" in text
   assert (tmp_path / "logits_mnist.png").exists() is False  # no learned_abs_above in these curves

@@ -16,6 +16,8 @@ Keys of the argument (comma-separated ``key=value``):
   remedy   ASLP only, none (default: the paper's method) | tau_anneal | noise_anneal |
            det_finetune: remedies for the gap between the sampled network and its extraction,
            none of them the paper's method (REMEDIES below)
+  dtype    float32 (default) | bfloat16: the mask variables' dtype (half their memory and that
+           of their momentum; measured for its effect on the result by the <dataset>_bf16 grid)
 
 What one run measures (both protocols from the same run):
 - Every epoch the validation split is evaluated twice: the method's own forward pass (ASLP and
@@ -71,6 +73,7 @@ DEFAULTS = {
   "seed": "0",
   "budget": "converged",
   "remedy": "none",
+  "dtype": "float32",
 }
 DATASETS = ("mnist", "fashion_mnist")
 # ASLP with an annealed Gumbel-softmax: each entry is the pruner arguments it adds.
@@ -102,6 +105,7 @@ def parse(arg: str) -> dict[str, str]:
   check_choice("aslp_converged", "model", opts["model"], ("lenet300100", "conv2"))
   check_choice("aslp_converged", "budget", opts["budget"], ("converged", "smoke"))
   check_choice("aslp_converged", "remedy", opts["remedy"], tuple(REMEDIES))
+  check_choice("aslp_converged", "dtype", opts["dtype"], ("float32", "bfloat16"))
   if opts["remedy"] != "none" and opts["method"] != "aslp":
     raise ValueError(
       f"aslp_converged config: remedy={opts['remedy']!r} anneals ASLP's Gumbel-softmax; method="
@@ -122,7 +126,8 @@ def variant_name(o: dict[str, str]) -> str:
   """``mnist_wr+sc``; edge-popup's also names k: ``mnist_sc_k0.500``."""
   k = f"_k{float(o['k']):.3f}" if o["method"] == "edge_popup" else ""
   remedy = f"_{o['remedy']}" if o["remedy"] != "none" else ""
-  return f"{o['dataset']}_{aslp.variant_name({**o, 'da': '0'})}{k}{remedy}"
+  dtype = "_bf16" if o["dtype"] == "bfloat16" else ""
+  return f"{o['dataset']}_{aslp.variant_name({**o, 'da': '0'})}{k}{remedy}{dtype}"
 
 
 def get_config(arg: str = ""):
@@ -148,6 +153,7 @@ def get_config(arg: str = ""):
   pruner = {
     **aslp.pruner(o, keep_fraction=float(o["k"]), signed_constant_layers="all"),
     **REMEDIES[o["remedy"]],
+    **({"dtype": o["dtype"]} if o["dtype"] != "float32" else {}),
   }
   extra = {"rescale": aslp.RESCALE_SGD} if (o["method"] == "aslp" and o["wr"] == "1") else {}
   epochs = MAX_EPOCHS if o["budget"] == "converged" else 3
@@ -184,8 +190,9 @@ SEED0_ONLY = (
 def grid(name: str) -> list[str]:
   """``<dataset>``: LeNet-300-100, the headline cells for seeds 0, 1, 2 and the rest for seed 0,
   seed 0 first (a partial sweep already compares every method); ``conv2_<dataset>``: the same
-  on Conv2 (GPU-sized); ``..._remedies``: ASLP SC with each remedy (seed 0); ``smoke``: one
-  tiny run per method.
+  on Conv2 (GPU-sized); ``..._remedies``: ASLP SC with each remedy (seed 0); ``..._bf16``:
+  ASLP SC and edge-popup SC with bfloat16 mask variables (seed 0); ``smoke``: one tiny run per
+  method.
 
   Edge-popup at ASLP's emergent rate is its own grid, ``<dataset>_matched``: it reads the
   collected ASLP summaries (experiments/results/aslp_converged) for the kept fraction, so it
@@ -195,13 +202,15 @@ def grid(name: str) -> list[str]:
     return [f"method={m},dataset=mnist,sc=1,budget=smoke" for m in ("aslp", "supermask", "edge_popup")]
   base = name.removesuffix("_matched").removesuffix("_remedies")
   model = "conv2" if base.startswith("conv2_") else "lenet300100"
-  dataset = base.removeprefix("conv2_")
+  dataset = base.removeprefix("conv2_").removesuffix("_bf16")
   if dataset not in DATASETS:
     raise ValueError(
       f"aslp_converged grid {name!r} is unknown; expected [conv2_]<dataset> ({', '.join(DATASETS)}), "
       "optionally with _matched or _remedies, or smoke."
     )
   net = f"model={model},dataset={dataset}"
+  if name.endswith("_bf16"):
+    return [f"method={m},{net},sc=1,dtype=bfloat16,seed=0" for m in ("aslp", "edge_popup")]
   if name.endswith("_remedies"):
     return [f"method=aslp,{net},sc=1,remedy={r},seed=0" for r in REMEDIES if r != "none"]
   if name.endswith("_matched"):
@@ -463,6 +472,18 @@ def claims_section(runs, folder) -> list[str]:
           f"change by {np.mean(diffs):+.1f} (seeds {common}: {', '.join(f'{d:+g}' for d in diffs)}); the "
           "paper claims fewer (-8.2% to -19.7% on Conv2/4/6, CIFAR-10)."
         )
+    for method, variant in (("aslp", "sc"), ("edge_popup", "sc k=0.500")):
+      half = (dataset, method, f"{variant}_bf16")  # cell(): "sc_bf16", "sc k=0.500_bf16"
+      if half not in groups:
+        continue
+      for name, label in (("forward", "reference protocol"), ("extracted", "ours")):
+        gap = report.gap_text(
+          f"{method} SC with bfloat16 - float32 mask variables",
+          seeds(half, name),
+          seeds((dataset, method, variant), name),
+          1,
+        )
+        out.append(f"- {dataset}, {label}: {gap}.")
     for remedy in REMEDIES:
       fixed = groups.get((dataset, "aslp", f"sc_{remedy}"))
       if not fixed:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -148,6 +148,7 @@ def learned_mask(
   name: str = "scores",
   stochastic: bool = False,
   counts_steps: bool = False,
+  dtype: Any = jnp.float32,
 ) -> Pruner:
   """A Pruner whose forward kernels are ``rescale * W' * estimator(key_leaf, m)`` on selected leaves.
 
@@ -175,6 +176,8 @@ def learned_mask(
     counts_steps: the estimator is ``(key, m, step) -> mask`` (e.g. an annealed temperature);
       the pruner counts optimizer steps in ``buffers["step"]`` (``update`` sets it to the
       step just taken + 1), so the forward pass of step t sees ``step = t``.
+    dtype: the mask variables' dtype (``"bfloat16"`` halves their memory and that of their
+      optimizer moments; the learned rescale stays float32).
 
   Returns:
     A :class:`pruning_jax.Pruner`. State: ``variables = {name: tree}`` (plus ``"rescale"``), a
@@ -198,6 +201,11 @@ def learned_mask(
     raise ValueError(f"learned_mask: rescale must be None, 'learned' or 'dynamic', got {rescale!r}.")
   if name == "rescale":
     raise ValueError("learned_mask: name='rescale' is reserved for the learned rescale; choose another.")
+  var_dtype = jnp.dtype(dtype)
+  if not jnp.issubdtype(var_dtype, jnp.floating):
+    raise ValueError(
+      f"learned_mask: dtype={dtype!r} is not a floating dtype; mask variables are learned by gradient."
+    )
 
   def init_fn(key, params, context=None):
     del context
@@ -206,10 +214,10 @@ def learned_mask(
 
     def make(p, s, k):
       if not s:
-        return jnp.zeros((), jnp.float32)
+        return jnp.zeros((), var_dtype)
       if callable(init):
-        return jnp.asarray(init(k, p), jnp.float32)
-      return jnp.full(p.shape, init, jnp.float32)
+        return jnp.asarray(init(k, p), var_dtype)
+      return jnp.full(p.shape, init, var_dtype)
 
     variables = {name: jax.tree.map(make, params, sel, keys)}
     if rescale == "learned":
@@ -344,6 +352,7 @@ def aslp(
   signed_constant_layers: str = "conv",
   init: float = 0.0,
   selection: sel_lib.SelectionLike = None,
+  dtype: Any = jnp.float32,
 ) -> Pruner:
   """ASLP (Dupont et al., ICIP 2022): ``z = STGS([m, 0])`` on every forward pass, weights frozen.
 
@@ -368,6 +377,8 @@ def aslp(
       after the constant is computed, so they keep random weights) or ``"all"``.
     init: the logits' initial value.
     selection: the masked leaves.
+    dtype: the logits' dtype (``"bfloat16"``: half the memory of float32 logits and moments,
+      and bfloat16's 8-bit mantissa for every update; see :func:`learned_mask`).
 
   Returns:
     A :class:`pruning_jax.Pruner` with ``variables["logits"]`` (and ``"rescale"``).
@@ -405,6 +416,7 @@ def aslp(
     name="logits",
     stochastic=True,
     counts_steps=scheduled,
+    dtype=dtype,
   )
 
 
@@ -414,6 +426,7 @@ def supermask(
   signed_constant: bool = False,
   init: float = 0.0,
   selection: sel_lib.SelectionLike = None,
+  dtype: Any = jnp.float32,
 ) -> Pruner:
   """Supermask (Zhou et al., NeurIPS 2019): ``z ~ Bernoulli(sigmoid(m))`` with straight-through,
   weights frozen, sampled at evaluation too (``train=False``); ``finalize`` keeps ``m >= 0``.
@@ -423,6 +436,7 @@ def supermask(
     signed_constant: use ``sign(w) * std(w)`` of the layer's initial weights.
     init: the logits' initial value.
     selection: the masked leaves.
+    dtype: the logits' dtype (see :func:`learned_mask`).
 
   Returns:
     A :class:`pruning_jax.Pruner` with ``variables["logits"]``.
@@ -445,6 +459,7 @@ def supermask(
     rescale="dynamic" if dynamic_rescale else None,
     name="logits",
     stochastic=True,
+    dtype=dtype,
   )
 
 
@@ -455,6 +470,7 @@ def edge_popup(
   scale_fan: bool = False,
   layout: Layout = "flax",
   selection: sel_lib.SelectionLike = None,
+  dtype: Any = jnp.float32,
 ) -> Pruner:
   """Edge-popup (Ramanujan et al., CVPR 2020): each layer keeps the top ``keep_fraction`` of
   ``|scores|`` (exactly ``round(k * numel)`` weights), gradient straight to the scores.
@@ -470,6 +486,7 @@ def edge_popup(
     layout: the kernels' layout for the fan-in (``"flax"``, ``"torch"`` for Equinox and
       PyTorch-style kernels, or ``w -> fan_in``; see :func:`fan_in`).
     selection: the masked leaves.
+    dtype: the scores' dtype (see :func:`learned_mask`).
 
   Returns:
     A :class:`pruning_jax.Pruner` with ``variables["scores"]``.
@@ -508,6 +525,7 @@ def edge_popup(
     final_mask=lambda s: topk_ste(s, keep_fraction) > 0,
     selection=selection,
     signed_constant=constants[signed_constant],
+    dtype=dtype,
   )
 
 
