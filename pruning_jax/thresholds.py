@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 _INDEX_LIMIT = 2**31 - 1
@@ -65,6 +66,7 @@ def ordered_keys(x: jax.Array) -> jax.Array:
   return jnp.where(jnp.isnan(x), jnp.zeros((), utype), keys)
 
 
+_BLOCK = 1024  # flat group arrays are padded to whole blocks (for the two-level tie search)
 _SAMPLE_ABOVE = 1 << 17  # groups this large get their bisection range bracketed from a sample
 _SAMPLE_SIZE = 1 << 15
 
@@ -172,28 +174,53 @@ def _tie_cuts(group: Group, t: jax.Array, keep_tied: jax.Array) -> list[jax.Arra
   return [cut[j] for j in range(len(group))]
 
 
+LAYOUTS = ("leaves", "flat")
+
+
+def _tie_cut(tie: jax.Array, n_keep: jax.Array) -> jax.Array:
+  """Index J of a flat, block-padded array such that exactly ``n_keep`` True entries of ``tie``
+  lie before J (two-level: block counts, then a cumsum inside one block; a flat cumsum is
+  several passes on XLA:CPU, the index bisection of :func:`_tie_cuts` about 31)."""
+  blocks = tie.reshape(-1, _BLOCK)
+  cum = jnp.cumsum(jnp.sum(blocks, axis=1, dtype=jnp.int32))
+  b = jnp.sum(cum < n_keep, dtype=jnp.int32)  # the block holding the n_keep-th tie
+  before = jnp.where(b > 0, cum[jnp.maximum(b - 1, 0)], 0)
+  inner = jnp.cumsum(
+    lax.dynamic_index_in_dim(blocks, jnp.minimum(b, blocks.shape[0] - 1), 0, False), dtype=jnp.int32
+  )
+  p = jnp.sum(inner < n_keep - before, dtype=jnp.int32)
+  return jnp.where(n_keep > 0, b * _BLOCK + p + 1, 0)
+
+
 def removal_keep_masks(
   scores: Sequence[jax.Array],
   n_remove: jax.Array | Sequence[int],
   groups: Sequence[int] | None = None,
+  *,
+  layout: str | None = None,
 ) -> list[jax.Array]:
   """Keep-masks that remove exactly ``n_remove[g]`` lowest scores within each group.
 
-  Every pass over the data is a per-leaf count in the leaf's own shape, so scores sharded over a
-  mesh give masks sharded the same way and move only counts between devices (all-reduces of
-  scalars); no leaf is flattened, concatenated or gathered.
+  With ``layout="leaves"`` every pass over the data is a per-leaf count in the leaf's own
+  shape, so scores sharded over a mesh give masks sharded the same way and move only counts
+  between devices (all-reduces of scalars): no leaf is flattened, concatenated or gathered.
+  ``"flat"`` concatenates each group into one flat array first, which is faster on one device
+  (one reduction per pass instead of one per leaf: ~1.6x at 20 leaves on CPU) and identical in
+  result. The default is ``"leaves"`` when the process sees more than one device (where scores
+  may be sharded) and ``"flat"`` otherwise.
 
   Args:
     scores: floating arrays (any shapes, any float dtype).
     n_remove: int per group (may be traced), each in ``[0, size of group]``.
     groups: group id of each array (0..G-1); default: all arrays in one group (a global
       threshold). ``groups=range(len(scores))`` gives one threshold per array.
+    layout: ``"leaves"``, ``"flat"`` or None (by device count, above).
 
   Returns:
     One bool array per score array: True where the unit is kept.
 
   Raises:
-    ValueError: a group of more than ~2**31 units (int32 indexes).
+    ValueError: a group of more than ~2**31 units (int32 indexes), or an unknown layout.
 
   Example:
     >>> import jax.numpy as jnp
@@ -202,14 +229,18 @@ def removal_keep_masks(
     [[True, False], [True, False, True]]
   """
   groups = tuple(groups) if groups is not None else (0,) * len(scores)
+  if layout is None:
+    layout = "leaves" if jax.device_count() > 1 else "flat"
+  if layout not in LAYOUTS:
+    raise ValueError(f"removal_keep_masks: layout={layout!r} is unknown; expected one of {LAYOUTS} or None.")
   if not scores:
     return []
   # jitted with static groups: eager callers compile once per layout instead of op by op
-  return _removal_keep_masks(list(scores), jnp.asarray(n_remove, jnp.int32), groups)
+  return _removal_keep_masks(list(scores), jnp.asarray(n_remove, jnp.int32), groups, layout == "flat")
 
 
-@functools.partial(jax.jit, static_argnames="groups")
-def _removal_keep_masks(scores, n_remove, groups):
+@functools.partial(jax.jit, static_argnames=("groups", "flat"))
+def _removal_keep_masks(scores, n_remove, groups, flat):
   n_groups = max(groups) + 1
   if any(s.dtype == jnp.float64 for s in scores):  # compare everything in one key space
     scores = [s.astype(jnp.float64) for s in scores]
@@ -222,8 +253,20 @@ def _removal_keep_masks(scores, n_remove, groups):
     )
   keys = [ordered_keys(s) for s in scores]
   utype = keys[0].dtype
-  by_group = [[keys[i] for i in m] for m in members]
   k = n_remove.reshape(n_groups)
+  if flat:
+    # One array per group in (leaf, row-major) order, the order the ties follow, padded to
+    # whole blocks with the smallest key (0). The pads sit at the end, so they are the first
+    # removed among ties: removing n + pad keeps exactly what removing n would.
+    pads = [-n % _BLOCK for n in sizes]
+    by_group = [
+      [jnp.concatenate([keys[i].reshape(-1) for i in m] + [jnp.zeros(pad, utype)])]
+      for m, pad in zip(members, pads, strict=True)
+    ]
+    k = k + jnp.asarray(pads, jnp.int32)
+    sizes = [n + pad for n, pad in zip(sizes, pads, strict=True)]
+  else:
+    by_group = [[keys[i] for i in m] for m in members]
 
   lo, hi = _bracket(by_group, k, sizes, utype)
   t = _kth_key(by_group, k, lo, hi)
@@ -232,18 +275,27 @@ def _removal_keep_masks(scores, n_remove, groups):
   keep_tied = n_tied - (k - n_below)  # ties at T that survive: the earliest ones
 
   def cuts(_):
+    if flat:
+      return [jnp.stack([_tie_cut(g[0] == t[gid], keep_tied[gid])]) for gid, g in enumerate(by_group)]
     return [jnp.stack(_tie_cuts(g, t[gid], keep_tied[gid])) for gid, g in enumerate(by_group)]
 
   def no_cuts(_):  # no tie straddles T: every tie at T is removed
-    return [jnp.zeros(len(m), jnp.int32) for m in members]
+    return [jnp.zeros(len(g), jnp.int32) for g in by_group]
 
   # Usually no tie straddles T (keep_tied == 0 everywhere): skip the tie search.
   cut = lax.cond(jnp.any(keep_tied > 0), cuts, no_cuts, None)
   out: list[jax.Array] = [None] * len(scores)  # type: ignore[list-item]
-  for gid, m in enumerate(members):
-    for j, i in enumerate(m):
-      kk = keys[i]
-      out[i] = (kk > t[gid]) | ((kk == t[gid]) & (_flat_index(kk.shape) < cut[gid][j]))
+  for gid, (g, m) in enumerate(zip(by_group, members, strict=True)):
+    keeps = [
+      (kk > t[gid]) | ((kk == t[gid]) & (_flat_index(kk.shape) < cut[gid][j])) for j, kk in enumerate(g)
+    ]
+    if flat:
+      offsets = np.cumsum([0] + [scores[i].size for i in m])
+      for j, i in enumerate(m):
+        out[i] = keeps[0][offsets[j] : offsets[j + 1]].reshape(scores[i].shape)
+    else:
+      for j, i in enumerate(m):
+        out[i] = keeps[j]
   return out
 
 

@@ -34,12 +34,13 @@ def test_ordered_keys_low_precision_is_exact(dtype):
   assert np.all((np.diff(k[o]) == 0) == (np.diff(xs[o]) == 0))
 
 
-@given(tied_arrays, st.floats(0.0, 1.0))
-def test_global_removal_matches_reference(arrays, frac):
+@given(tied_arrays, st.floats(0.0, 1.0), st.sampled_from(thresholds.LAYOUTS))
+def test_global_removal_matches_reference(arrays, frac, layout):
+  # both layouts: "leaves" (per-leaf counts, what sharded scores use) and "flat"
   arrays = [np.asarray(a, np.float32) for a in arrays]
   n = sum(a.size for a in arrays)
   k = int(round(frac * n))
-  f = jax.jit(lambda xs, k: thresholds.removal_keep_masks(xs, k[None]))
+  f = jax.jit(lambda xs, k: thresholds.removal_keep_masks(xs, k[None], layout=layout))
   got = f([jnp.asarray(a) for a in arrays], jnp.int32(k))
   for g, r in zip(got, np_keep(arrays, k), strict=True):
     np.testing.assert_array_equal(np.asarray(g), r)
@@ -49,9 +50,17 @@ def test_global_removal_matches_reference(arrays, frac):
 def test_grouped_removal_is_per_group(arrays, data):
   arrays = [np.asarray(a, np.float32) for a in arrays]
   ks = [data.draw(st.integers(0, a.size)) for a in arrays]
-  got = thresholds.removal_keep_masks([jnp.asarray(a) for a in arrays], jnp.asarray(ks), range(len(arrays)))
+  layout = data.draw(st.sampled_from(thresholds.LAYOUTS))
+  got = thresholds.removal_keep_masks(
+    [jnp.asarray(a) for a in arrays], jnp.asarray(ks), range(len(arrays)), layout=layout
+  )
   for g, a, k in zip(got, arrays, ks, strict=True):
     np.testing.assert_array_equal(np.asarray(g), np_keep([a], k)[0])
+
+
+def test_an_unknown_layout_is_named():
+  with pytest.raises(ValueError, match=r"layout='rows' is unknown; expected one of \('leaves', 'flat'\)"):
+    thresholds.removal_keep_masks([jnp.ones(3)], [1], layout="rows")
 
 
 def test_matches_lax_top_k_on_random_data():
