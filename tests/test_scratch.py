@@ -167,6 +167,7 @@ def test_the_structure_is_the_global_top_gates_at_the_macs_target_of_the_standar
   )
 
 
+@pytest.mark.slow  # make test time; residual streams stay whole in test_channel_methods (tied=False, fast)
 def test_residual_streams_stay_whole_and_only_inner_channels_are_gated():
   m = models.resnet20(blocks_per_stage=(2, 1, 1))
   x = jnp.zeros((2, 32, 32, 3))
