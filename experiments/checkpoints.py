@@ -75,10 +75,18 @@ class Checkpoints:
 FINAL_DIR = "final"  # the reported, extracted model of a finished run: {"params", "model_state"}
 
 
-def save_final(workdir: str, params, model_state) -> None:
-  path = os.path.abspath(os.path.join(workdir, FINAL_DIR))
+def _save_tree(workdir: str, name: str, tree) -> None:
   with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(path, {"params": params, "model_state": model_state}, force=True)
+    ckptr.save(os.path.abspath(os.path.join(workdir, name)), tree, force=True)
+
+
+def _restore_tree(path: str, template):
+  with ocp.StandardCheckpointer() as ckptr:
+    return ckptr.restore(path, jax.tree.map(ocp.utils.to_shape_dtype_struct, template))
+
+
+def save_final(workdir: str, params, model_state) -> None:
+  _save_tree(workdir, FINAL_DIR, {"params": params, "model_state": model_state})
 
 
 def load_final(workdir: str, params, model_state):
@@ -101,7 +109,7 @@ def load_final(workdir: str, params, model_state):
         f"config key 'init_from'={workdir!r}: that run's model does not match config.model={{...}} "
         f"(first differences, path and shape: {diff}). Fix: use the same model and model_kwargs."
       )
-    loaded = ckptr.restore(path, jax.tree.map(ocp.utils.to_shape_dtype_struct, template))
+  loaded = _restore_tree(path, template)
   return loaded["params"], loaded["model_state"]
 
 
@@ -111,9 +119,7 @@ STATE_DIR = "final_state"  # the reported checkpoint before extraction: {"params
 def save_state(workdir: str, params, pruner_state) -> None:
   """The reported checkpoint before extraction (the method's own forward pass, for diagnostics
   such as experiments/aslp_gap_probe.py)."""
-  path = os.path.abspath(os.path.join(workdir, STATE_DIR))
-  with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(path, {"params": params, "pruner_state": pruner_state}, force=True)
+  _save_tree(workdir, STATE_DIR, {"params": params, "pruner_state": pruner_state})
 
 
 def load_state(workdir: str, params, pruner_state):
@@ -124,9 +130,7 @@ def load_state(workdir: str, params, pruner_state):
       f"{path} is missing: the run in {workdir} has not finished, or finished before the runner saved "
       "its reported checkpoint's state. Fix: finish (or rerun) it with the current runner."
     )
-  template = {"params": params, "pruner_state": pruner_state}
-  with ocp.StandardCheckpointer() as ckptr:
-    loaded = ckptr.restore(path, jax.tree.map(ocp.utils.to_shape_dtype_struct, template))
+  loaded = _restore_tree(path, {"params": params, "pruner_state": pruner_state})
   return loaded["params"], loaded["pruner_state"]
 
 

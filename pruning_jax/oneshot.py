@@ -26,7 +26,6 @@ _INPUTS = {"params", "grads", "key"}
 
 
 def _criterion(name: str):
-  fn = getattr(criteria_lib, name, None)
   usable = sorted(
     n
     for n, f in vars(criteria_lib).items()
@@ -35,13 +34,13 @@ def _criterion(name: str):
     and f.__module__ == criteria_lib.__name__
     and set(_required(f)) <= _INPUTS
   )
-  if fn is None or name.startswith("_") or name not in usable:
+  if name not in usable:
     raise ValueError(
       f"prune: criterion={name!r} is not one prune() can score; expected one of {usable}. Data-dependent "
       "criteria (connection_sensitivity, gradient_flow, synaptic_flow) take a loss: call them, then "
       "pruning_jax.masks_from_scores."
     )
-  return fn
+  return getattr(criteria_lib, name)
 
 
 def _required(fn) -> list[str]:
