@@ -54,11 +54,11 @@ ALL_TREES = {
 
 
 def np_keys(x: np.ndarray) -> np.ndarray:
-  """NumPy reference of order-preserving keys (float32; -0 == 0)."""
+  """NumPy reference of order-preserving keys (float32; -0 == 0; NaN below everything)."""
   x = np.asarray(x, np.float32).copy()
   x[x == 0] = 0.0
   b = x.view(np.uint32)
-  return np.where(b >> 31 == 1, ~b, b | np.uint32(1 << 31))
+  return np.where(np.isnan(x), np.uint32(0), np.where(b >> 31 == 1, ~b, b | np.uint32(1 << 31)))
 
 
 def np_keep(scores_list, n_remove):

@@ -36,7 +36,7 @@ def test_ordered_keys_low_precision_is_exact(dtype):
 
 @given(tied_arrays, st.floats(0.0, 1.0), st.sampled_from(thresholds.LAYOUTS))
 def test_global_removal_matches_reference(arrays, frac, layout):
-  # both layouts: "leaves" (per-leaf counts, what sharded scores use) and "flat"
+  # both layouts: "leaves" (per-leaf counts, what sharded scores use) and "compact" (the one-device layout)
   arrays = [np.asarray(a, np.float32) for a in arrays]
   n = sum(a.size for a in arrays)
   k = int(round(frac * n))
@@ -58,8 +58,60 @@ def test_grouped_removal_is_per_group(arrays, data):
     np.testing.assert_array_equal(np.asarray(g), np_keep([a], k)[0])
 
 
+# Leaves long enough for whole blocks of 32 (and tails), so that the compact layout's
+# narrowing, block gathers and one-key fallback all run with a tiny candidate cap.
+blocky_arrays = st.lists(
+  st.lists(st.sampled_from([-2.0, -0.0, 0.0, 0.5, 1.0, 3.0, 7.0]), min_size=1, max_size=150),
+  min_size=1,
+  max_size=4,
+)
+
+
+@given(blocky_arrays, st.data())
+def test_compact_layout_with_a_small_candidate_cap(arrays, data):
+  arrays = [np.asarray(a, np.float32) for a in arrays]
+  cap = data.draw(st.sampled_from([1, 2, 5, 40]))
+  if data.draw(st.booleans()):  # one global group
+    groups = (0,) * len(arrays)
+    ks = [data.draw(st.integers(0, sum(a.size for a in arrays)))]
+  else:
+    groups = tuple(range(len(arrays)))
+    ks = [data.draw(st.integers(0, a.size)) for a in arrays]
+  got = thresholds._removal_keep_masks(
+    [jnp.asarray(a) for a in arrays], jnp.asarray(ks), groups, "compact", cap=cap
+  )
+  for gid, k in enumerate(ks):
+    members = [i for i, g in enumerate(groups) if g == gid]
+    for i, r in zip(members, np_keep([arrays[i] for i in members], k), strict=True):
+      np.testing.assert_array_equal(np.asarray(got[i]), r)
+
+
+@pytest.mark.parametrize("frac", [0.0, 0.05, 0.5, 0.97, 1.0])
+@pytest.mark.parametrize("nan", [False, True])
+def test_ties_beyond_the_candidate_cap(frac, nan):
+  """Ten distinct values (one of them NaN) over 200K entries: T is tied far more than 8192 times."""
+  x = jnp.floor(jax.random.uniform(jax.random.key(8), (200_003,)) * 10)
+  if nan:
+    x = jnp.where(x == 3, jnp.nan, x)
+  k = round(frac * x.size)
+  leaves = [x[:70_001], x[70_001:70_030], x[70_030:]]
+  keep = thresholds.removal_keep_masks(leaves, jnp.asarray([k]), layout="compact")
+  np.testing.assert_array_equal(np.concatenate([np.asarray(m) for m in keep]), np_keep([np.asarray(x)], k)[0])
+
+
+@given(st.integers(1, 64), st.floats(0.0, 1.0), st.integers(0, 10_000))
+def test_two_level_nonzero_matches_nonzero(size, density, seed):
+  n = 4 * 32 * 64 * 2  # long enough for the two levels at every size drawn
+  flags = jax.random.bernoulli(jax.random.key(seed), density * density, (n,))
+  want = np.flatnonzero(np.asarray(flags))[:size]
+  want = np.concatenate([want, np.full(size - want.size, n)])
+  np.testing.assert_array_equal(
+    np.asarray(jax.jit(thresholds._first_nonzero, static_argnums=1)(flags, size)), want
+  )
+
+
 def test_an_unknown_layout_is_named():
-  with pytest.raises(ValueError, match=r"layout='rows' is unknown; expected one of \('leaves', 'flat'\)"):
+  with pytest.raises(ValueError, match=r"layout='rows' is unknown; expected one of \('leaves', 'compact'\)"):
     thresholds.removal_keep_masks([jnp.ones(3)], [1], layout="rows")
 
 
