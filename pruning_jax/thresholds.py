@@ -35,6 +35,8 @@ def ordered_keys(x: jax.Array) -> jax.Array:
   bfloat16/float16 are widened to float32 first, which is exact. NaN sorts below -inf: a
   NaN-scored unit is the least important and is removed first (a NaN score says nothing in
   the unit's favour, and keeping it would keep whatever produced the NaN).
+  Backends that treat subnormal inputs as zero (XLA:CPU does, in comparisons) give subnormal
+  scores the key of 0, so there they tie with 0.
 
   Args:
     x: a floating array.
